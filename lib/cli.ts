@@ -1,0 +1,407 @@
+/**
+ * websockify's command line: every option of the Python implementation (reference §1.2), parsed with optparse's
+ * habits into a typed, validated `Settings`. Usage errors are `UsageError`s (the caller prints usage, exits 2).
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { type OptionSpec, parseArgs, UsageError } from "./optparse.ts";
+
+export { UsageError };
+
+/** Where the proxy listens. `hostname` "" means every interface, IPv4 and IPv6. */
+export type ListenSpec =
+  | { kind: "tcp"; hostname: string; port: number }
+  | { kind: "unix"; path: string; mode: number };
+
+/** Where a session's bytes go. */
+export type TargetSpec =
+  | { kind: "tcp"; hostname: string; port: number }
+  | { kind: "unix"; path: string };
+
+export type WrapMode = "exit" | "ignore" | "respawn";
+
+/** Everything the command line decides. */
+export interface Settings {
+  listen: ListenSpec;
+  /** The single target; undefined only in modes that find targets otherwise (not yet available). */
+  target: TargetSpec;
+  verbose: boolean;
+  preferIpv6: boolean;
+}
+
+interface OptionDef extends OptionSpec {
+  metavar?: string;
+  help: string;
+  /** Shown in --help. */
+  defaultText?: string;
+  /** Options parsed for compatibility whose feature is not in this build yet: using one is a clear error. */
+  notYet?: string;
+}
+
+const TLS = "TLS (wss://, --ssl-target) is not available in this version yet";
+const WEB = "the static web server is not available in this version yet";
+const WRAP = "wrap mode is not available in this version yet";
+const OPS = "this operations feature is not available in this version yet";
+const PLUGINS = "token and auth plugins are not available in this version yet";
+
+/** Every option, in --help order. */
+export const OPTIONS: OptionDef[] = [
+  { long: "help", short: "h", takesValue: false, help: "show this help message and exit" },
+  {
+    long: "verbose",
+    short: "v",
+    takesValue: false,
+    help: "verbose messages: request lines, connection opens and closes",
+  },
+  {
+    long: "traffic",
+    takesValue: false,
+    help: "per frame traffic glyphs on stdout",
+    notYet: OPS,
+  },
+  {
+    long: "record",
+    takesValue: true,
+    metavar: "FILE",
+    help: "record each WebSocket session to FILE.<n> (noVNC playback format)",
+    notYet: OPS,
+  },
+  {
+    long: "daemon",
+    short: "D",
+    takesValue: false,
+    help: "become a daemon (background process)",
+    notYet: OPS,
+  },
+  {
+    long: "run-once",
+    takesValue: false,
+    help: "handle a single WebSocket connection and exit",
+    notYet: OPS,
+  },
+  {
+    long: "timeout",
+    takesValue: true,
+    metavar: "SECONDS",
+    help: "after SECONDS, stop listening (0: never)",
+    defaultText: "0",
+    notYet: OPS,
+  },
+  {
+    long: "idle-timeout",
+    takesValue: true,
+    metavar: "SECONDS",
+    help: "exit after SECONDS without an active connection (0: never)",
+    defaultText: "0",
+    notYet: OPS,
+  },
+  {
+    long: "cert",
+    takesValue: true,
+    metavar: "FILE",
+    help: "TLS certificate chain (PEM), resolved against the start directory",
+    defaultText: "self.pem",
+    notYet: TLS,
+  },
+  {
+    long: "key",
+    takesValue: true,
+    metavar: "FILE",
+    help: "TLS private key, if not in the certificate file",
+    notYet: TLS,
+  },
+  {
+    long: "key-password",
+    takesValue: true,
+    metavar: "PASSWORD",
+    help: "passphrase of the TLS key",
+    notYet: TLS,
+  },
+  {
+    long: "ssl-only",
+    takesValue: false,
+    help: "refuse connections that are not TLS",
+    notYet: TLS,
+  },
+  {
+    long: "ssl-target",
+    takesValue: false,
+    help: "connect to the target over TLS",
+    notYet: TLS,
+  },
+  {
+    long: "verify-client",
+    takesValue: false,
+    help: "require and verify a client certificate",
+    notYet: TLS,
+  },
+  {
+    long: "cafile",
+    takesValue: true,
+    metavar: "FILE",
+    help: "CA bundle to verify client certificates",
+    notYet: TLS,
+  },
+  {
+    long: "ssl-version",
+    takesValue: true,
+    metavar: "VERSION",
+    help: "minimum TLS version: default, tlsv1_1, tlsv1_2, tlsv1_3",
+    defaultText: "default",
+    notYet: TLS,
+  },
+  {
+    long: "ssl-ciphers",
+    takesValue: true,
+    metavar: "CIPHERS",
+    help: "list of allowed TLS ciphers (OpenSSL syntax)",
+    notYet: TLS,
+  },
+  {
+    long: "unix-listen",
+    takesValue: true,
+    metavar: "FILE",
+    help: "listen on the unix socket FILE instead of a TCP port (no listen argument)",
+  },
+  {
+    long: "unix-listen-mode",
+    takesValue: true,
+    metavar: "MODE",
+    help: "file mode of the --unix-listen socket, octal",
+    defaultText: "0600",
+  },
+  {
+    long: "unix-target",
+    takesValue: true,
+    metavar: "FILE",
+    help: "connect to the unix socket FILE (no target argument)",
+  },
+  {
+    long: "inetd",
+    takesValue: false,
+    help: "inetd mode: standard input is the listening socket",
+    notYet: OPS,
+  },
+  {
+    long: "web",
+    takesValue: true,
+    metavar: "DIR",
+    help: "serve the files of DIR on the same port",
+    notYet: WEB,
+  },
+  {
+    long: "web-auth",
+    takesValue: false,
+    help: "apply the auth plugin to web requests too",
+    notYet: WEB,
+  },
+  {
+    long: "wrap-mode",
+    takesValue: true,
+    metavar: "MODE",
+    help: "when the wrapped program exits: exit, ignore or respawn",
+    defaultText: "exit",
+    notYet: WRAP,
+  },
+  {
+    long: "prefer-ipv6",
+    short: "6",
+    takesValue: false,
+    help: "accepted for compatibility: a bare port already listens on IPv4 and IPv6",
+  },
+  {
+    long: "libserver",
+    takesValue: false,
+    help: "accepted for compatibility (Python's library HTTP server); has no effect",
+  },
+  {
+    long: "target-config",
+    takesValue: true,
+    metavar: "FILE",
+    help: "deprecated: same as --token-plugin TokenFile --token-source FILE",
+    notYet: PLUGINS,
+  },
+  {
+    long: "token-plugin",
+    takesValue: true,
+    metavar: "CLASS",
+    help: "choose the target per connection from a token",
+    notYet: PLUGINS,
+  },
+  {
+    long: "token-source",
+    takesValue: true,
+    metavar: "ARG",
+    help: "the token plugin's source",
+    notYet: PLUGINS,
+  },
+  {
+    long: "host-token",
+    takesValue: false,
+    help: "take the token from the Host header instead of ?token=",
+    notYet: PLUGINS,
+  },
+  {
+    long: "auth-plugin",
+    takesValue: true,
+    metavar: "CLASS",
+    help: "authenticate connections with this plugin",
+    notYet: PLUGINS,
+  },
+  {
+    long: "auth-source",
+    takesValue: true,
+    metavar: "ARG",
+    help: "the auth plugin's source",
+    notYet: PLUGINS,
+  },
+  {
+    long: "heartbeat",
+    takesValue: true,
+    metavar: "SECONDS",
+    help: "send a ping to the client every SECONDS (0: never)",
+    defaultText: "0",
+    notYet: OPS,
+  },
+  {
+    long: "log-file",
+    takesValue: true,
+    metavar: "FILE",
+    help: "also write the log to FILE",
+    notYet: OPS,
+  },
+  {
+    long: "syslog",
+    takesValue: true,
+    metavar: "SERVER",
+    help: "also log to syslog: a unix socket path or UDP host:port",
+    notYet: OPS,
+  },
+  {
+    long: "legacy-syslog",
+    takesValue: false,
+    help: "use the old BSD syslog header (with --syslog)",
+    notYet: OPS,
+  },
+  {
+    long: "file-only",
+    takesValue: false,
+    help: "no directory listings in --web (404 instead)",
+    notYet: WEB,
+  },
+];
+
+export const USAGE = `Usage:
+    websockify [options] [source_addr:]source_port target_addr:target_port
+    websockify [options] --unix-target=FILE [source_addr:]source_port
+    websockify [options] --unix-listen=FILE target_addr:target_port`;
+
+/** The --help text: usage, then every option with its default. */
+export function helpText(): string {
+  const lines = [USAGE, "", "Options:"];
+  for (const option of OPTIONS) {
+    const names = [
+      option.short ? `-${option.short}${option.takesValue ? ` ${option.metavar}` : ""}` : "",
+      `--${option.long}${option.takesValue ? `=${option.metavar}` : ""}`,
+    ].filter((n) => n).join(", ");
+    let help = option.help;
+    if (option.defaultText !== undefined) help += ` (default: ${option.defaultText})`;
+    if (option.notYet) help += " [not yet available]";
+    lines.push(
+      names.length <= 26 ? `  ${names.padEnd(26)}${help}` : `  ${names}\n${" ".repeat(28)}${help}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The outcome of a command line: run with settings, or print help. */
+export type Command = { kind: "run"; settings: Settings } | { kind: "help" };
+
+/** Parses and validates `argv`. Throws UsageError with a one-line reason. */
+export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
+  const parsed = parseArgs(argv, OPTIONS);
+  if (parsed.flags.has("help")) return { kind: "help" };
+  const value = (name: string) => parsed.values.get(name)?.at(-1);
+
+  for (const option of OPTIONS) {
+    if (option.notYet && (parsed.flags.has(option.long) || parsed.values.has(option.long))) {
+      throw new UsageError(`--${option.long}: ${option.notYet}`);
+    }
+  }
+  if (parsed.afterTerminator !== undefined) throw new UsageError(WRAP);
+
+  const positionals = [...parsed.positionals];
+  const unixListen = value("unix-listen");
+  let listen: ListenSpec;
+  if (unixListen !== undefined) {
+    listen = {
+      kind: "unix",
+      path: resolve(cwd, unixListen),
+      mode: parseMode(value("unix-listen-mode")),
+    };
+  } else {
+    const source = positionals.shift();
+    if (source === undefined) throw new UsageError("Too few arguments");
+    listen = parseListen(source);
+  }
+
+  const unixTarget = value("unix-target");
+  let target: TargetSpec;
+  if (unixTarget !== undefined) {
+    target = { kind: "unix", path: resolve(cwd, unixTarget) };
+  } else {
+    const spec = positionals.shift();
+    if (spec === undefined) throw new UsageError("Too few arguments");
+    target = parseTarget(spec);
+  }
+  if (positionals.length > 0) throw new UsageError("Too many arguments");
+
+  return {
+    kind: "run",
+    settings: {
+      listen,
+      target,
+      verbose: parsed.flags.has("verbose"),
+      preferIpv6: parsed.flags.has("prefer-ipv6"),
+    },
+  };
+}
+
+/** Splits `host:port` at the last colon and strips IPv6 brackets. */
+function splitHostPort(text: string): [string, string] | undefined {
+  const colon = text.lastIndexOf(":");
+  if (colon < 0) return undefined;
+  return [text.slice(0, colon).replace(/^\[/, "").replace(/\]$/, ""), text.slice(colon + 1)];
+}
+
+function parsePort(text: string, allowZero: boolean): number | undefined {
+  if (!/^[0-9]{1,5}$/.test(text)) return undefined;
+  const port = Number(text);
+  return port <= 65535 && (allowZero || port > 0) ? port : undefined;
+}
+
+/** `6080`, `host:6080`, `[::1]:6080` or `::1:6080`. Port 0 picks a free port (the banner shows it). */
+export function parseListen(text: string): ListenSpec {
+  const parts = splitHostPort(text) ?? ["", text];
+  const port = parsePort(parts[1], true);
+  if (port === undefined) throw new UsageError(`Error parsing listen port: '${text}'`);
+  return { kind: "tcp", hostname: parts[0], port };
+}
+
+/** `host:port`, `[::1]:port` or `::1:port`. */
+export function parseTarget(text: string): TargetSpec {
+  const parts = splitHostPort(text);
+  if (!parts || parts[0] === "") throw new UsageError(`Error parsing target: '${text}'`);
+  const port = parsePort(parts[1], false);
+  if (port === undefined) throw new UsageError(`Error parsing target port: '${text}'`);
+  return { kind: "tcp", hostname: parts[0], port };
+}
+
+function parseMode(text = "0600"): number {
+  if (!/^[0-7]{1,4}$/.test(text)) {
+    throw new UsageError(`Error parsing listen unix socket mode: '${text}'`);
+  }
+  return parseInt(text, 8);
+}

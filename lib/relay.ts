@@ -1,0 +1,258 @@
+/**
+ * The life of one proxied WebSocket session after the 101: two pumps, each read -> await write, so a slow side
+ * stops reads on the other and a connection's memory stays bounded whatever the peers do.
+ *
+ *   client --frames--> [Receiver] --payload--> target      (pumpClient)
+ *   target --bytes---> [frame header in headroom] --> client  (pumpTarget)
+ *
+ * Ending, in every case without losing a byte a peer sent before a clean close:
+ * - client close frame: everything before it has reached the target; the close is echoed (its code, or 1000);
+ *   the client TCP is closed; the target gets a FIN and is closed once it has said EOF (bounded wait).
+ * - target EOF: everything it sent has been framed to the client, then close 1000 "Target closed"; data the
+ *   client sends until its close reply still goes to the (half-closed) target.
+ * - client drops without a close frame: the target gets its FIN at once.
+ * - protocol error, target error, server shutdown: a close frame with the reason, then the same bounded wait.
+ * Every wait after the first close is bounded by `closeTimeout`: then both sockets are closed outright.
+ *
+ * @module
+ */
+
+import { type ByteStream, closeQuietly, ReadBuffers, writeAll } from "./io.ts";
+import { Base64MessageDecoder, encodeBase64 } from "./websocket/base64.ts";
+import {
+  CloseCode,
+  encodeClosePayload,
+  encodeFrame,
+  MAX_SERVER_HEADER,
+  Opcode,
+  writeHeaderBefore,
+} from "./websocket/frames.ts";
+import type { Framing } from "./websocket/handshake.ts";
+import { Receiver, type ReceiverEvent } from "./websocket/receiver.ts";
+
+export interface RelayOptions {
+  framing: Framing;
+  /** Milliseconds to wait for the peers to finish closing once a close has begun. Default 3000. */
+  closeTimeout?: number;
+}
+
+/** Who ended the session. */
+export type ClosedBy = "client" | "target" | "server" | "client-dropped";
+
+/** What a finished session reports for its log line. */
+export interface RelayResult {
+  /** Payload bytes the client sent that were written to the target. */
+  bytesFromClient: number;
+  /** Payload bytes the target sent that were framed to the client. */
+  bytesToClient: number;
+  /** The close code of the session (1006 when the client vanished without one). */
+  code: number;
+  reason: string;
+  closedBy: ClosedBy;
+  durationMs: number;
+}
+
+/** One relayed session. `run` resolves once both sockets are closed; it never rejects. */
+export class Relay {
+  readonly #client: ByteStream;
+  readonly #target: ByteStream;
+  readonly #framing: Framing;
+  readonly #closeTimeout: number;
+  readonly #receiver = new Receiver();
+  readonly #base64 = new Base64MessageDecoder();
+  readonly #started = performance.now();
+
+  /** Serialises writes to the client: both pumps send frames there. */
+  #clientWrites: Promise<unknown> = Promise.resolve();
+
+  #clientOpen = true;
+  #closeSent = false;
+  #closeReceived = false;
+  #targetWritable = true;
+  #targetEnded = false;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+  #code: number = CloseCode.Abnormal;
+  #reason = "Connection closed abnormally";
+  #closedBy: ClosedBy = "client-dropped";
+  #bytesFromClient = 0;
+  #bytesToClient = 0;
+
+  constructor(client: ByteStream, target: ByteStream, options: RelayOptions) {
+    this.#client = client;
+    this.#target = target;
+    this.#framing = options.framing;
+    this.#closeTimeout = options.closeTimeout ?? 3000;
+  }
+
+  /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
+  async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
+    const targetPump = this.#pumpTarget();
+    await this.#pumpClient(initial);
+    // The client side is finished: let the target see EOF after everything it was sent, and wait (bounded) for
+    // it to finish too, so closing never resets data still in flight.
+    this.#startDeadline();
+    this.#targetWritable = false;
+    if (!this.#targetEnded) {
+      await this.#target.closeWrite().catch(() => {});
+    }
+    await targetPump;
+    closeQuietly(this.#target);
+    clearTimeout(this.#deadline);
+    return {
+      bytesFromClient: this.#bytesFromClient,
+      bytesToClient: this.#bytesToClient,
+      code: this.#code,
+      reason: this.#reason,
+      closedBy: this.#closedBy,
+      durationMs: performance.now() - this.#started,
+    };
+  }
+
+  /** Server shutdown: close 1001 to the client, then the usual bounded close. */
+  shutdown(reason = "Server shutting down"): void {
+    this.#sendClose(CloseCode.GoingAway, reason, "server");
+    this.#targetWritable = false;
+    closeQuietly(this.#target);
+  }
+
+  // ---- client -> target ------------------------------------------------------------------------------------
+
+  async #pumpClient(initial: Uint8Array): Promise<void> {
+    const buffers = new ReadBuffers();
+    let chunk = initial;
+    try {
+      while (true) {
+        if (chunk.length > 0) {
+          for (const event of this.#receiver.receive(chunk)) {
+            if (await this.#onClientEvent(event)) return;
+          }
+        }
+        const buffer = buffers.next();
+        const n = await this.#client.read(buffer);
+        if (n === null) return;
+        buffers.update(n);
+        chunk = buffer.subarray(0, n);
+      }
+    } catch {
+      // The client connection failed or was closed by the deadline: the session is over either way.
+    } finally {
+      this.#clientOpen = false;
+      buffers.release();
+      closeQuietly(this.#client);
+    }
+  }
+
+  /** Handles one decoded client event; true when the client side is finished. */
+  async #onClientEvent(event: ReceiverEvent): Promise<boolean> {
+    switch (event.kind) {
+      case "data":
+        await this.#forwardToTarget(event.payload, event.text, event.messageEnd);
+        return false;
+      case "ping":
+        if (!this.#closeSent) await this.#sendToClient(encodeFrame(Opcode.Pong, event.payload));
+        return false;
+      case "pong":
+        return false;
+      case "close":
+        this.#closeReceived = true;
+        if (!this.#closeSent) {
+          // An echo of the client's close: its code (or 1000 when it sent none) and reason.
+          this.#sendClose(event.code ?? CloseCode.Normal, event.reason, "client");
+          await this.#clientWrites.catch(() => {});
+        }
+        return true;
+      case "error":
+        this.#sendClose(event.code, event.reason, "server");
+        return false;
+    }
+  }
+
+  async #forwardToTarget(payload: Uint8Array, text: boolean, messageEnd: boolean): Promise<void> {
+    if (!this.#targetWritable) return;
+    let bytes = payload;
+    if (this.#framing === "base64" && text) {
+      try {
+        bytes = this.#base64.push(payload, messageEnd);
+      } catch {
+        this.#sendClose(CloseCode.InvalidData, "Invalid base64 data", "server");
+        this.#targetWritable = false;
+        return;
+      }
+    }
+    if (bytes.length === 0) return;
+    try {
+      await writeAll(this.#target, bytes);
+      this.#bytesFromClient += bytes.length;
+    } catch {
+      this.#targetWritable = false;
+      this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
+    }
+  }
+
+  // ---- target -> client ------------------------------------------------------------------------------------
+
+  async #pumpTarget(): Promise<void> {
+    const headroom = MAX_SERVER_HEADER;
+    const buffers = new ReadBuffers(headroom);
+    try {
+      while (true) {
+        const buffer = buffers.next();
+        const n = await this.#target.read(buffer.subarray(headroom));
+        if (n === null) break;
+        buffers.update(n);
+        // Once the client is closing or gone, target data has nowhere to go: drain it until EOF, drop it.
+        if (!this.#clientOpen || this.#closeSent || this.#closeReceived) continue;
+        if (this.#framing === "base64") {
+          const text = new TextEncoder().encode(
+            encodeBase64(buffer.subarray(headroom, headroom + n)),
+          );
+          await this.#sendToClient(encodeFrame(Opcode.Text, text));
+        } else {
+          const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
+          await this.#sendToClient(buffer.subarray(start, headroom + n));
+        }
+        this.#bytesToClient += n;
+      }
+      this.#targetEnded = true;
+      this.#sendClose(CloseCode.Normal, "Target closed", "target");
+    } catch {
+      this.#targetEnded = true;
+      // A failure after the session began closing is the closing itself; before that it is the target's.
+      this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
+    } finally {
+      buffers.release();
+    }
+  }
+
+  // ---- client writes and closing -----------------------------------------------------------------------------
+
+  /** Queues a frame to the client after those already queued; resolves once written. */
+  #sendToClient(frame: Uint8Array): Promise<void> {
+    const write = this.#clientWrites.then(() => writeAll(this.#client, frame));
+    this.#clientWrites = write.catch(() => {});
+    return write;
+  }
+
+  /**
+   * Sends our close frame once and records why the session ended; later calls, and calls after the client has
+   * gone, do nothing. Starts the closing deadline.
+   */
+  #sendClose(code: number, reason: string, by: ClosedBy): void {
+    if (this.#closeSent || !this.#clientOpen) return;
+    this.#closeSent = true;
+    this.#code = code;
+    this.#reason = reason;
+    this.#closedBy = by;
+    this.#sendToClient(encodeFrame(Opcode.Close, encodeClosePayload(code, reason))).catch(() => {});
+    this.#startDeadline();
+  }
+
+  /** After this long, whatever is still pending is cut: both sockets are closed outright. */
+  #startDeadline(): void {
+    if (this.#deadline !== undefined) return;
+    this.#deadline = setTimeout(() => {
+      closeQuietly(this.#client);
+      closeQuietly(this.#target);
+    }, this.#closeTimeout);
+  }
+}

@@ -1,0 +1,193 @@
+// Handshake validation, subprotocol choice and HTTP head parsing, without sockets.
+import assert from "node:assert/strict";
+import {
+  acceptKey,
+  chooseSubprotocol,
+  isUpgradeRequest,
+  negotiate,
+  switchingProtocols,
+} from "../lib/websocket/handshake.ts";
+import {
+  BadRequestError,
+  errorResponse,
+  findHeadEnd,
+  type HttpRequest,
+  parseRequestHead,
+  readRequestHead,
+} from "../lib/http.ts";
+import type { ByteStream } from "../lib/io.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+function request(headers: Record<string, string>, method = "GET"): HttpRequest {
+  return { method, target: "/", version: "HTTP/1.1", headers: new Map(Object.entries(headers)) };
+}
+
+const GOOD = {
+  upgrade: "websocket",
+  "sec-websocket-version": "13",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+};
+
+Deno.test("Sec-WebSocket-Accept vectors (RFC 6455 §1.3 and websockify's suite)", () => {
+  assert.equal(acceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  assert.equal(acceptKey("DKURYVK9cRFul1vOZVA56Q=="), "pczpYSQsvE1vBpTQYjFQPcuoj6M=");
+});
+
+Deno.test("upgrade detection: GET with Upgrade naming websocket, any case, in a list", () => {
+  assert.ok(isUpgradeRequest(request({ upgrade: "websocket" })));
+  assert.ok(isUpgradeRequest(request({ upgrade: "WebSocket" })));
+  assert.ok(isUpgradeRequest(request({ upgrade: "h2c, websocket" })));
+  assert.ok(!isUpgradeRequest(request({ upgrade: "websocket2" })));
+  assert.ok(!isUpgradeRequest(request({})));
+  assert.ok(!isUpgradeRequest(request({ upgrade: "websocket" }, "POST")));
+});
+
+Deno.test("handshake matrix: version, key, subprotocol", () => {
+  const cases: [Record<string, string>, number | string, string?][] = [
+    [{}, "ok"],
+    [{ "sec-websocket-version": "" }, 426],
+    [{ "sec-websocket-version": "8" }, 426, "Unsupported protocol version 8"],
+    [{ "sec-websocket-version": "7" }, 426],
+    [{ "sec-websocket-key": "short" }, 400, "Invalid Sec-WebSocket-Key header"],
+    [{ "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ" }, 400], // no padding
+    [{ "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZSE=" }, 400], // 17 bytes
+    [{ "sec-websocket-protocol": "chat" }, 400, "Invalid protocol selected"],
+    [{ "sec-websocket-protocol": "sip, chat" }, 400],
+  ];
+  for (const [overrides, expected, message] of cases) {
+    const verdict = negotiate(request({ ...GOOD, ...overrides }));
+    if (expected === "ok") {
+      assert.ok("accept" in verdict, JSON.stringify(overrides));
+    } else {
+      assert.ok(
+        "status" in verdict && verdict.status === expected,
+        JSON.stringify([overrides, verdict]),
+      );
+      if (message) assert.equal(verdict.message, message);
+    }
+  }
+  const missingVersion = request({
+    upgrade: "websocket",
+    "sec-websocket-key": GOOD["sec-websocket-key"],
+  });
+  assert.deepEqual(negotiate(missingVersion), {
+    status: 400,
+    message: "Missing Sec-WebSocket-Version header",
+    headers: [],
+  });
+  const missingKey = request({ upgrade: "websocket", "sec-websocket-version": "13" });
+  assert.ok(
+    "status" in negotiate(missingKey) &&
+      (negotiate(missingKey) as { status: number }).status === 400,
+  );
+  const v8 = negotiate(request({ ...GOOD, "sec-websocket-version": "8" }));
+  assert.ok(
+    "headers" in v8 && v8.headers.some(([n, v]) => n === "Sec-WebSocket-Version" && v === "13"),
+  );
+});
+
+Deno.test("subprotocol table: binary whenever offered, base64 alone, none, unknown", () => {
+  assert.deepEqual(chooseSubprotocol(undefined), { protocol: undefined, framing: "binary" });
+  assert.deepEqual(chooseSubprotocol("binary"), { protocol: "binary", framing: "binary" });
+  assert.deepEqual(chooseSubprotocol("binary, base64"), { protocol: "binary", framing: "binary" });
+  // Python refuses this one (it splits on "," without trimming); we choose binary.
+  assert.deepEqual(chooseSubprotocol("base64, binary"), { protocol: "binary", framing: "binary" });
+  assert.deepEqual(chooseSubprotocol("base64,binary"), { protocol: "binary", framing: "binary" });
+  assert.deepEqual(chooseSubprotocol("chat,  binary"), { protocol: "binary", framing: "binary" });
+  assert.deepEqual(chooseSubprotocol("base64"), { protocol: "base64", framing: "base64" });
+  assert.equal(chooseSubprotocol("chat"), undefined);
+  assert.equal(chooseSubprotocol("Binary"), undefined, "subprotocol names are case-sensitive");
+});
+
+Deno.test("101 response carries accept and the chosen protocol", () => {
+  const head = new TextDecoder().decode(
+    switchingProtocols({ accept: "abc=", protocol: "binary", framing: "binary" }),
+  );
+  assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  assert.match(head, /\r\nUpgrade: websocket\r\n/);
+  assert.match(head, /\r\nConnection: Upgrade\r\n/);
+  assert.match(head, /\r\nSec-WebSocket-Accept: abc=\r\n/);
+  assert.match(head, /\r\nSec-WebSocket-Protocol: binary\r\n\r\n$/);
+  const none = new TextDecoder().decode(
+    switchingProtocols({ accept: "abc=", protocol: undefined, framing: "binary" }),
+  );
+  assert.doesNotMatch(none, /Sec-WebSocket-Protocol/);
+});
+
+Deno.test("request heads: parsing, repeated headers, bad syntax", () => {
+  const parsed = parseRequestHead(
+    text(
+      "GET /websockify?token=a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nUpgrade:  websocket \r\n\r\n",
+    ),
+  );
+  assert.equal(parsed.method, "GET");
+  assert.equal(parsed.target, "/websockify?token=a");
+  assert.equal(parsed.headers.get("x-a"), "1, 2");
+  assert.equal(parsed.headers.get("upgrade"), "websocket");
+  assert.equal(parseRequestHead(text("GET / HTTP/1.0\n\n")).version, "HTTP/1.0");
+  for (
+    const bad of [
+      "<policy-file-request/>\0\r\n\r\n",
+      "GET /\r\n\r\n",
+      "GET / HTTP/2.0\r\n\r\n",
+      "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+      "\x16\x03\x01\r\n\r\n",
+    ]
+  ) {
+    assert.throws(() => parseRequestHead(text(bad)), BadRequestError, JSON.stringify(bad));
+  }
+});
+
+Deno.test("findHeadEnd handles CRLF and bare LF, and resumes from an offset", () => {
+  assert.equal(findHeadEnd(text("GET / HTTP/1.1\r\n\r\nrest")), 18);
+  assert.equal(findHeadEnd(text("GET / HTTP/1.1\n\nrest")), 16);
+  assert.equal(findHeadEnd(text("GET / HTTP/1.1\r\nHost: a\r\n")), -1);
+  assert.equal(findHeadEnd(text("ab\r\n\r\n"), 3), 6);
+});
+
+/** A stream that hands out a fixed byte sequence in chunks of `size`. */
+function trickle(data: Uint8Array, size: number): ByteStream {
+  let offset = 0;
+  return {
+    read(buffer) {
+      if (offset >= data.length) return Promise.resolve(null);
+      const n = Math.min(size, buffer.length, data.length - offset);
+      buffer.set(data.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+    write: (d) => Promise.resolve(d.length),
+    closeWrite: () => Promise.resolve(),
+    close() {},
+  };
+}
+
+Deno.test("readRequestHead: one byte at a time, extra bytes kept, cap enforced, EOF", async () => {
+  const head = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  const input = new Uint8Array([...text(head), 0x82, 0x00]);
+  const slow = await readRequestHead(trickle(input, 1));
+  assert.ok(slow.kind === "head");
+  assert.equal(new TextDecoder().decode(slow.head), head);
+  assert.deepEqual(Array.from(slow.rest), [], "reading stops at the blank line");
+  const together = await readRequestHead(trickle(input, 100));
+  assert.ok(together.kind === "head");
+  assert.equal(new TextDecoder().decode(together.head), head);
+  assert.deepEqual(Array.from(together.rest), [0x82, 0x00], "bytes after the head are kept");
+  const big = "GET / HTTP/1.1\r\nX: " + "a".repeat(40000) + "\r\n\r\n";
+  assert.equal((await readRequestHead(trickle(text(big), 1000))).kind, "too-large");
+  assert.equal((await readRequestHead(trickle(text("GET / HT"), 3))).kind, "closed");
+});
+
+Deno.test("error pages: reason phrase, HTML body, Connection: close, escaped message", () => {
+  const page = new TextDecoder().decode(errorResponse(400, "Bad <thing>"));
+  assert.match(page, /^HTTP\/1\.1 400 Bad <thing>\r\n/);
+  assert.match(page, /\r\nConnection: close\r\n/);
+  assert.match(page, /Content-Type: text\/html;charset=utf-8/);
+  assert.match(page, /<p>Error code: 400<\/p>/);
+  assert.match(page, /Bad &#60;thing&#62;/);
+  const length = Number(page.match(/Content-Length: (\d+)/)![1]);
+  assert.equal(new TextEncoder().encode(page.slice(page.indexOf("\r\n\r\n") + 4)).length, length);
+  const noBody = new TextDecoder().decode(errorResponse(405, "Method Not Allowed", [], false));
+  assert.ok(noBody.endsWith("\r\n\r\n"));
+});
