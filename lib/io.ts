@@ -34,10 +34,13 @@ export function closeQuietly(stream: { close(): void }): void {
 
 /** An idle connection's pending read uses this many bytes. */
 export const SMALL_READ = 2 * 1024;
-/** A busy connection reads this much at a time (as Python websockify does). */
-export const LARGE_READ = 64 * 1024;
-/** At most this many large buffers wait for reuse, process-wide. */
-const POOL_LIMIT = 256;
+/**
+ * A busy connection reads this much at a time. Python reads 64 KiB; 256 KiB measured 1.7x its downstream
+ * throughput (fewer reads, writes and frames per byte), and only busy connections hold it.
+ */
+export const LARGE_READ = 256 * 1024;
+/** At most this many large buffers wait for reuse, process-wide (16 MiB). */
+const POOL_LIMIT = 64;
 const largePool: Uint8Array[] = [];
 
 /**

@@ -122,11 +122,7 @@ export class Relay {
     let chunk = initial;
     try {
       while (true) {
-        if (chunk.length > 0) {
-          for (const event of this.#receiver.receive(chunk)) {
-            if (await this.#onClientEvent(event)) return;
-          }
-        }
+        if (chunk.length > 0 && await this.#onClientChunk(chunk)) return;
         const buffer = buffers.next();
         const n = await this.#client.read(buffer);
         if (n === null) return;
@@ -142,11 +138,37 @@ export class Relay {
     }
   }
 
-  /** Handles one decoded client event; true when the client side is finished. */
+  /**
+   * Decodes one read's worth of client bytes and acts on it; true when the client side is finished.
+   *
+   * Consecutive binary payload pieces are moved together in place, over the frame headers between them, so a
+   * read that held several frames reaches the target in one write.
+   */
+  async #onClientChunk(chunk: Uint8Array): Promise<boolean> {
+    let fill = 0; // chunk[0, fill) holds payload waiting to be written
+    for (const event of this.#receiver.receive(chunk)) {
+      if (event.kind === "data" && !(this.#framing === "base64" && event.text)) {
+        const piece = event.payload;
+        const from = piece.byteOffset - chunk.byteOffset;
+        if (from !== fill) chunk.copyWithin(fill, from, from + piece.length);
+        fill += piece.length;
+        continue;
+      }
+      if (fill > 0) {
+        await this.#writeToTarget(chunk.subarray(0, fill));
+        fill = 0;
+      }
+      if (await this.#onClientEvent(event)) return true;
+    }
+    if (fill > 0) await this.#writeToTarget(chunk.subarray(0, fill));
+    return false;
+  }
+
+  /** Handles one decoded client event (other than plain payload); true when the client side is finished. */
   async #onClientEvent(event: ReceiverEvent): Promise<boolean> {
     switch (event.kind) {
       case "data":
-        await this.#forwardToTarget(event.payload, event.text, event.messageEnd);
+        await this.#forwardBase64(event.payload, event.messageEnd);
         return false;
       case "ping":
         if (!this.#closeSent) await this.#sendToClient(encodeFrame(Opcode.Pong, event.payload));
@@ -167,19 +189,21 @@ export class Relay {
     }
   }
 
-  async #forwardToTarget(payload: Uint8Array, text: boolean, messageEnd: boolean): Promise<void> {
-    if (!this.#targetWritable) return;
-    let bytes = payload;
-    if (this.#framing === "base64" && text) {
-      try {
-        bytes = this.#base64.push(payload, messageEnd);
-      } catch {
-        this.#sendClose(CloseCode.InvalidData, "Invalid base64 data", "server");
-        this.#targetWritable = false;
-        return;
-      }
+  /** A base64-framed text piece: decoded, then written. */
+  async #forwardBase64(payload: Uint8Array, messageEnd: boolean): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#base64.push(payload, messageEnd);
+    } catch {
+      this.#sendClose(CloseCode.InvalidData, "Invalid base64 data", "server");
+      this.#targetWritable = false;
+      return;
     }
-    if (bytes.length === 0) return;
+    await this.#writeToTarget(bytes);
+  }
+
+  async #writeToTarget(bytes: Uint8Array): Promise<void> {
+    if (!this.#targetWritable || bytes.length === 0) return;
     try {
       await writeAll(this.#target, bytes);
       this.#bytesFromClient += bytes.length;

@@ -277,6 +277,11 @@ export class RawClient {
     this.conn = conn;
   }
 
+  /** A client over an already open connection (no handshake sent yet). */
+  static wrap(conn: Deno.Conn): RawClient {
+    return new RawClient(conn);
+  }
+
   static async connect(port: number): Promise<RawClient> {
     return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
   }

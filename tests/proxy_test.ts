@@ -2,7 +2,7 @@
 // TCP targets: data integrity, the handshake over the wire, every close path, base64 mode, concurrency.
 import assert from "node:assert/strict";
 import WebSocketNode from "ws";
-import { writeAll } from "../lib/io.ts";
+import { LARGE_READ, writeAll } from "../lib/io.ts";
 import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
 import {
   concat,
@@ -60,8 +60,8 @@ Deno.test("Deno's WebSocket: 4 MiB of random binary data echoes byte for byte; c
     await deadline(done.promise, 20000, "echo");
     assert.deepEqual(concat(received), data);
     assert.ok(
-      received.every((m) => m.length <= 65536),
-      "target reads become messages of at most 64 KiB",
+      received.every((m) => m.length <= LARGE_READ),
+      "each target read becomes one message, at most one large read buffer long",
     );
     ws.close(4000, "bye");
     const event = await deadline(closed.promise, 5000, "close");

@@ -1,0 +1,634 @@
+/**
+ * Benchmark: direct TCP, this proxy (websockify for Deno) and Debian's Python websockify, measured in one run with
+ * the same client and target, and reported as ratios.
+ *
+ *   deno task bench                 # everything
+ *   deno task bench --quick         # smaller transfers and connection counts (a smoke run)
+ *   deno task bench --only=concurrency,stall
+ *
+ * The client is this process, speaking raw WebSocket with pre-masked 64 KiB frames (so client-side masking costs
+ * nothing and does not cap the figures). The target is tests/bench/target.ts in its own process. Proxy CPU comes
+ * from /proc (the proxy's whole process tree, children included), memory is PSS from /proc/<pid>/smaps_rollup
+ * summed over the tree (fair to Python's fork-per-connection model, whose children share pages).
+ */
+
+import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { Receiver } from "../../lib/websocket/receiver.ts";
+import { findHeadEnd } from "../../lib/http.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const QUICK = Deno.args.includes("--quick");
+/** `--only=throughput,latency,handshakes,concurrency,stall` runs just those parts. */
+const ONLY = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
+const wanted = (part: string) => !ONLY || ONLY.includes(part);
+const MiB = 1024 * 1024;
+const TRANSFER = (QUICK ? 64 : 512) * MiB;
+const MESSAGE = 64 * 1024;
+const IN_FLIGHT = 4 * MiB;
+const CONCURRENCY = QUICK ? [200] : [1000, 9000];
+const PYTHON_MAX_CONNECTIONS = 1000; // one forked process per connection: 9,000 would not fit in memory
+const PYTHON_WEBSOCKIFY = "/usr/bin/websockify";
+
+type Variant = "direct" | "deno" | "python";
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- processes -------------------------------------------------------------------------------------------------
+
+class Proc {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  constructor(cmd: string, args: string[]) {
+    this.child = new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const child = this.child;
+    const decoder = new TextDecoder();
+    (async () => {
+      for await (const c of child.stdout) this.stdout += decoder.decode(c);
+    })();
+    (async () => {
+      for await (const c of child.stderr) this.stderr += decoder.decode(c);
+    })();
+  }
+  async waitFor(pattern: RegExp, ms = 15000): Promise<RegExpMatchArray> {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      const match = (this.stdout + this.stderr).match(pattern);
+      if (match) return match;
+      await sleep(20);
+    }
+    throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr}`);
+  }
+  async stop(): Promise<void> {
+    for (const pid of treePids(this.child.pid).reverse()) {
+      try {
+        Deno.kill(pid, "SIGTERM");
+      } catch { /* gone */ }
+    }
+    const done = this.child.status.then(() => true);
+    if (!(await Promise.race([done, sleep(5000).then(() => false)]))) {
+      for (const pid of treePids(this.child.pid)) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await this.child.status;
+    }
+  }
+}
+
+/** The pid and all its descendants. */
+function treePids(root: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = parents.get(ppid) ?? [];
+      list.push(Number(entry.name));
+      parents.set(ppid, list);
+    } catch { /* exited */ }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    out.push(pid);
+    for (const child of parents.get(pid) ?? []) walk(child);
+  };
+  walk(root);
+  return out;
+}
+
+/** Proxy-tree CPU seconds (user + system, children that exited included). */
+function cpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const pid of treePids(root)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+      if (pid === root) ticks += Number(fields[13]) + Number(fields[14]);
+    } catch { /* exited */ }
+  }
+  return ticks / 100;
+}
+
+/** Proxy-tree memory in KiB: PSS summed (shared pages counted once overall). */
+function memoryKiB(root: number): number {
+  let total = 0;
+  for (const pid of treePids(root)) {
+    try {
+      const rollup = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+      total += Number(rollup.match(/^Pss:\s+(\d+)/m)![1]);
+    } catch { /* exited */ }
+  }
+  return total;
+}
+
+async function startTarget(mode: string, count = 0): Promise<{ port: number; proc: Proc }> {
+  const proc = new Proc(Deno.execPath(), [
+    "run",
+    "-A",
+    `${ROOT}tests/bench/target.ts`,
+    mode,
+    String(count),
+  ]);
+  const match = await proc.waitFor(/port (\d+)/);
+  return { port: Number(match[1]), proc };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function startProxy(
+  variant: Variant,
+  targetPort: number,
+): Promise<{ port: number; proc?: Proc }> {
+  if (variant === "direct") return { port: targetPort };
+  if (variant === "deno") {
+    const proc = new Proc(Deno.execPath(), [
+      "run",
+      "-A",
+      "--frozen",
+      `${ROOT}main.ts`,
+      "127.0.0.1:0",
+      `127.0.0.1:${targetPort}`,
+    ]);
+    const match = await proc.waitFor(/Listen on 127\.0\.0\.1:(\d+)/);
+    return { port: Number(match[1]), proc };
+  }
+  const port = freePort();
+  const proc = new Proc(PYTHON_WEBSOCKIFY, [`127.0.0.1:${port}`, `127.0.0.1:${targetPort}`]);
+  await proc.waitFor(/proxying from/);
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return { port, proc };
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error("python websockify did not start");
+}
+
+// ---- the client ------------------------------------------------------------------------------------------------
+
+const encoder = new TextEncoder();
+const MASK = crypto.getRandomValues(new Uint8Array(4));
+
+/** A connection through the variant: raw bytes for direct, WebSocket otherwise. */
+class Channel {
+  readonly conn: Deno.Conn;
+  readonly ws: boolean;
+  #receiver = new Receiver({ requireMask: false });
+  #leftover: Uint8Array;
+
+  private constructor(conn: Deno.Conn, ws: boolean, leftover: Uint8Array) {
+    this.conn = conn;
+    this.ws = ws;
+    this.#leftover = leftover;
+  }
+
+  static async open(variant: Variant, port: number): Promise<Channel> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    if (variant === "direct") return new Channel(conn, false, new Uint8Array(0));
+    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    await writeAll(
+      conn,
+      encoder.encode(
+        `GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n`,
+      ),
+    );
+    let buffered = new Uint8Array(0);
+    const buffer = new Uint8Array(4096);
+    while (findHeadEnd(buffered) < 0) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("closed during handshake");
+      const grown = new Uint8Array(buffered.length + n);
+      grown.set(buffered);
+      grown.set(buffer.subarray(0, n), buffered.length);
+      buffered = grown;
+    }
+    const end = findHeadEnd(buffered);
+    if (!new TextDecoder().decode(buffered.subarray(0, 12)).startsWith("HTTP/1.1 101")) {
+      throw new Error("handshake refused");
+    }
+    return new Channel(conn, true, buffered.slice(end));
+  }
+
+  /** What to write for one message of `payload` (pre-masked once; reuse it). */
+  frame(payload: Uint8Array): Uint8Array {
+    return this.ws ? encodeFrame(Opcode.Binary, payload, { mask: MASK }) : payload;
+  }
+
+  /** Reads once; returns payload bytes received (0 possible), or null at EOF. */
+  async readPayload(buffer: Uint8Array): Promise<number | null> {
+    let chunk: Uint8Array;
+    if (this.#leftover.length > 0) {
+      chunk = this.#leftover;
+      this.#leftover = new Uint8Array(0);
+    } else {
+      const n = await this.conn.read(buffer);
+      if (n === null) return null;
+      chunk = buffer.subarray(0, n);
+    }
+    if (!this.ws) return chunk.length;
+    let payload = 0;
+    for (const event of this.#receiver.receive(chunk)) {
+      if (event.kind === "data") payload += event.payload.length;
+      if (event.kind === "close") return null;
+    }
+    return payload;
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length;) offset += await conn.write(data.subarray(offset));
+}
+
+/** Reads until `count` payload bytes arrived. */
+async function receivePayload(channel: Channel, count: number): Promise<void> {
+  const buffer = new Uint8Array(256 * 1024);
+  let received = 0;
+  while (received < count) {
+    const n = await channel.readPayload(buffer);
+    if (n === null) throw new Error(`EOF after ${received} of ${count}`);
+    received += n;
+  }
+}
+
+interface Throughput {
+  mbps: number;
+  cpu: number;
+  mbPerCpuSecond: number;
+}
+
+async function measureTransfer(
+  variant: Variant,
+  mode: "sink" | "source" | "echo",
+): Promise<Throughput> {
+  const target = await startTarget(mode, TRANSFER);
+  const proxy = await startProxy(variant, target.port);
+  const cpuRoot = proxy.proc?.child.pid ?? target.proc.child.pid;
+  try {
+    const channel = await Channel.open(variant, proxy.port);
+    const frame = channel.frame(new Uint8Array(MESSAGE).fill(0x42));
+    const cpuBefore = cpuSeconds(cpuRoot);
+    const started = performance.now();
+    if (mode === "sink") {
+      const ack = receivePayload(channel, 1);
+      for (let sent = 0; sent < TRANSFER; sent += MESSAGE) await writeAll(channel.conn, frame);
+      await ack;
+    } else if (mode === "source") {
+      await receivePayload(channel, TRANSFER);
+    } else {
+      // Echo with at most IN_FLIGHT bytes sent but not yet echoed.
+      let received = 0;
+      let wake: (() => void) | undefined;
+      const reader = (async () => {
+        const buffer = new Uint8Array(256 * 1024);
+        while (received < TRANSFER) {
+          const n = await channel.readPayload(buffer);
+          if (n === null) throw new Error("EOF during echo");
+          received += n;
+          wake?.();
+        }
+      })();
+      for (let sent = 0; sent < TRANSFER; sent += MESSAGE) {
+        while (sent - received > IN_FLIGHT) await new Promise<void>((resolve) => wake = resolve);
+        await writeAll(channel.conn, frame);
+      }
+      await reader;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = cpuSeconds(cpuRoot) - cpuBefore;
+    channel.close();
+    const mb = TRANSFER / 1e6;
+    return { mbps: mb / seconds, cpu: cpu / seconds, mbPerCpuSecond: mb / Math.max(cpu, 0.01) };
+  } finally {
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+async function measureLatency(variant: Variant): Promise<{ p50: number; p99: number }> {
+  const target = await startTarget("echo");
+  const proxy = await startProxy(variant, target.port);
+  try {
+    const channel = await Channel.open(variant, proxy.port);
+    const frame = channel.frame(new Uint8Array(100).fill(7));
+    const samples: number[] = [];
+    const end = performance.now() + 3000;
+    for (let i = 0; i < 20300 && performance.now() < end; i++) {
+      const started = performance.now();
+      await writeAll(channel.conn, frame);
+      await receivePayload(channel, 100);
+      if (i >= 300) samples.push((performance.now() - started) * 1000);
+    }
+    channel.close();
+    samples.sort((a, b) => a - b);
+    return {
+      p50: samples[Math.floor(samples.length * 0.5)],
+      p99: samples[Math.floor(samples.length * 0.99)],
+    };
+  } finally {
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+interface ConcurrencyResult {
+  requested: number;
+  succeeded: number;
+  kibPerConnection: number;
+}
+
+async function measureConcurrency(variant: Exclude<Variant, "direct">, count: number) {
+  const target = await startTarget("echo");
+  const proxy = await startProxy(variant, target.port);
+  const root = proxy.proc!.child.pid;
+  const channels: Channel[] = [];
+  try {
+    await sleep(500);
+    const before = memoryKiB(root);
+    let succeeded = 0;
+    const failures = new Map<string, number>();
+    const message = new Uint8Array(100).fill(1);
+    for (let i = 0; i < count; i += 100) {
+      const batch = Array.from({ length: Math.min(100, count - i) }, async () => {
+        const channel = await Channel.open(variant, proxy.port);
+        channels.push(channel);
+        await writeAll(channel.conn, channel.frame(message));
+        await Promise.race([
+          receivePayload(channel, 100),
+          sleep(20000).then(() => {
+            throw new Error("echo timeout");
+          }),
+        ]);
+        succeeded++;
+      });
+      for (const outcome of await Promise.allSettled(batch)) {
+        if (outcome.status === "rejected") {
+          const reason = String(outcome.reason?.message ?? outcome.reason).slice(0, 80);
+          failures.set(reason, (failures.get(reason) ?? 0) + 1);
+        }
+      }
+    }
+    if (failures.size > 0) {
+      console.error(`${variant} ${count}: failures`, Object.fromEntries(failures));
+    }
+    await sleep(1000);
+    const after = memoryKiB(root);
+    return {
+      requested: count,
+      succeeded,
+      kibPerConnection: (after - before) / Math.max(succeeded, 1),
+    } satisfies ConcurrencyResult;
+  } finally {
+    for (const channel of channels) channel.close();
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+async function measureHandshakes(variant: Exclude<Variant, "direct">): Promise<number> {
+  const target = await startTarget("echo");
+  const proxy = await startProxy(variant, target.port);
+  try {
+    let done = 0;
+    const end = performance.now() + 3000;
+    const worker = async () => {
+      while (performance.now() < end) {
+        const channel = await Channel.open(variant, proxy.port);
+        channel.close();
+        done++;
+      }
+    };
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 16 }, worker));
+    return done / ((performance.now() - started) / 1000);
+  } finally {
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+async function measureStall(variant: Exclude<Variant, "direct">) {
+  const target = await startTarget("stall");
+  const proxy = await startProxy(variant, target.port);
+  const root = proxy.proc!.child.pid;
+  try {
+    const channel = await Channel.open(variant, proxy.port);
+    await sleep(300);
+    const before = memoryKiB(root);
+    const frame = channel.frame(new Uint8Array(MESSAGE));
+    let sent = 0;
+    let stop = false;
+    const flood = (async () => {
+      try {
+        while (!stop) {
+          await writeAll(channel.conn, frame);
+          sent += MESSAGE;
+        }
+      } catch { /* closed */ }
+    })();
+    await sleep(4000);
+    stop = true;
+    const after = memoryKiB(root);
+    channel.close();
+    await flood;
+    return { acceptedMiB: sent / MiB, growthMiB: (after - before) / 1024 };
+  } finally {
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+// ---- the run ---------------------------------------------------------------------------------------------------
+
+const fmt = (n: number, digits = 0) => n.toFixed(digits);
+const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : "-");
+
+async function main() {
+  try {
+    Deno.statSync(PYTHON_WEBSOCKIFY);
+  } catch {
+    console.error("Python websockify not found: apt-get install websockify");
+    Deno.exit(1);
+  }
+  const variants: Variant[] = ["direct", "deno", "python"];
+  const results: Record<string, unknown> = {
+    quick: QUICK,
+    transferMiB: TRANSFER / MiB,
+    date: new Date(),
+  };
+  const rows: string[] = [];
+  const row = (cells: string[]) => rows.push(`| ${cells.join(" | ")} |`);
+
+  console.error(`transfers of ${TRANSFER / MiB} MiB in ${MESSAGE / 1024} KiB messages`);
+  row([
+    "measure",
+    "direct TCP",
+    "websockify (Deno)",
+    "Python websockify",
+    "Deno / Python",
+    "Deno / direct",
+  ]);
+  row(["---", "---", "---", "---", "---", "---"]);
+  const transfers = [
+    ["upstream MB/s", "sink"],
+    ["downstream MB/s", "source"],
+    ["echo MB/s", "echo"],
+  ] as const;
+  for (
+    const [label, mode] of wanted("throughput") ? transfers : []
+  ) {
+    const r: Record<Variant, Throughput> = {} as Record<Variant, Throughput>;
+    for (const variant of variants) {
+      r[variant] = await measureTransfer(variant, mode);
+      console.error(
+        `${label} ${variant}: ${fmt(r[variant].mbps)} MB/s, ${
+          fmt(r[variant].mbPerCpuSecond)
+        } MB/CPU-s`,
+      );
+    }
+    results[mode] = r;
+    row([
+      label,
+      fmt(r.direct.mbps),
+      fmt(r.deno.mbps),
+      fmt(r.python.mbps),
+      ratio(r.deno.mbps, r.python.mbps),
+      ratio(r.deno.mbps, r.direct.mbps),
+    ]);
+    row([
+      `${label.split(" ")[0]} MB per proxy CPU-second`,
+      "-",
+      fmt(r.deno.mbPerCpuSecond),
+      fmt(r.python.mbPerCpuSecond),
+      ratio(r.deno.mbPerCpuSecond, r.python.mbPerCpuSecond),
+      "-",
+    ]);
+  }
+
+  const latency: Record<Variant, { p50: number; p99: number }> = {} as never;
+  for (const variant of wanted("latency") ? variants : []) {
+    latency[variant] = await measureLatency(variant);
+    console.error(
+      `latency ${variant}: p50 ${fmt(latency[variant].p50)} µs, p99 ${
+        fmt(latency[variant].p99)
+      } µs`,
+    );
+  }
+  results.latency = latency;
+  for (const p of wanted("latency") ? ["p50", "p99"] as const : []) {
+    row([
+      `100 B round trip ${p} µs (lower is better)`,
+      fmt(latency.direct[p]),
+      fmt(latency.deno[p]),
+      fmt(latency.python[p]),
+      ratio(latency.deno[p], latency.python[p]),
+      ratio(latency.deno[p], latency.direct[p]),
+    ]);
+  }
+
+  if (wanted("handshakes")) {
+    const handshakes = {
+      deno: await measureHandshakes("deno"),
+      python: await measureHandshakes("python"),
+    };
+    results.handshakes = handshakes;
+    console.error(`handshakes/s: deno ${fmt(handshakes.deno)}, python ${fmt(handshakes.python)}`);
+    row([
+      "handshakes per second (16 parallel)",
+      "-",
+      fmt(handshakes.deno),
+      fmt(handshakes.python),
+      ratio(handshakes.deno, handshakes.python),
+      "-",
+    ]);
+  }
+
+  const concurrency: Record<string, unknown> = {};
+
+  for (const count of wanted("concurrency") ? CONCURRENCY : []) {
+    const deno = await measureConcurrency("deno", count);
+    const python = count <= PYTHON_MAX_CONNECTIONS
+      ? await measureConcurrency("python", count)
+      : undefined;
+    concurrency[count] = { deno, python };
+    console.error(
+      `${count} connections: deno ${JSON.stringify(deno)} python ${JSON.stringify(python)}`,
+    );
+    row([
+      `${count} connections: served`,
+      "-",
+      `${deno.succeeded}/${count}`,
+      python ? `${python.succeeded}/${count}` : "not run",
+      "-",
+      "-",
+    ]);
+    row([
+      `${count} connections: proxy KiB per idle connection (lower is better)`,
+      "-",
+      fmt(deno.kibPerConnection, 1),
+      python ? fmt(python.kibPerConnection, 1) : "not run",
+      python ? ratio(deno.kibPerConnection, python.kibPerConnection) : "-",
+      "-",
+    ]);
+  }
+  results.concurrency = concurrency;
+
+  if (!wanted("stall")) {
+    finish(rows, results);
+    return;
+  }
+  const stall = { deno: await measureStall("deno"), python: await measureStall("python") };
+  results.stall = stall;
+  console.error(`stall: ${JSON.stringify(stall)}`);
+  row([
+    "stalled target, 4 s flood: MiB the proxy accepted",
+    "-",
+    fmt(stall.deno.acceptedMiB, 1),
+    fmt(stall.python.acceptedMiB, 1),
+    "-",
+    "-",
+  ]);
+  row([
+    "stalled target, 4 s flood: proxy memory growth MiB",
+    "-",
+    fmt(stall.deno.growthMiB, 1),
+    fmt(stall.python.growthMiB, 1),
+    "-",
+    "-",
+  ]);
+
+  finish(rows, results);
+}
+
+function finish(rows: string[], results: Record<string, unknown>): void {
+  console.log(rows.join("\n"));
+  const dir = `${ROOT}tests/bench/results`;
+  Deno.mkdirSync(dir, { recursive: true });
+  Deno.writeTextFileSync(`${dir}/latest.json`, JSON.stringify(results, null, 2));
+  Deno.writeTextFileSync(`${dir}/latest.md`, rows.join("\n") + "\n");
+}
+
+await main();
