@@ -193,3 +193,37 @@ async function trySession(port: number): Promise<RawClient | undefined> {
     return undefined;
   }
 }
+
+Deno.test("--unix-listen: a stale socket file is replaced, the mode applied, sessions served", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/ws.sock`;
+  const stale = Deno.listen({ transport: "unix", path });
+  stale.close(); // leaves the socket file behind, as a crashed server would
+  const target = echoTarget();
+  const proxy = new ProxyProcess([
+    `--unix-listen=${path}`,
+    "--unix-listen-mode=0640",
+    `127.0.0.1:${target.port}`,
+  ]);
+  try {
+    await waitFor(() => /Listen on unix socket/.test(proxy.stderr), 15000, "banner");
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o640);
+    const conn = await Deno.connect({ transport: "unix", path });
+    const client = RawClient.wrap(conn);
+    await client.send(new TextEncoder().encode(upgradeRequest()));
+    assert.match(await client.readHead(), /^HTTP\/1\.1 101 /);
+    await client.sendFrame(Opcode.Binary, "via unix");
+    assert.equal(new TextDecoder().decode(await client.readData(8)), "via unix");
+    client.close();
+    assert.equal((await proxy.stop()).code, 0);
+    await assert.rejects(
+      Deno.stat(path),
+      Deno.errors.NotFound,
+      "the socket file is removed on exit",
+    );
+  } finally {
+    await proxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -533,3 +533,116 @@ Deno.test("a client that never answers the close is cut after the close timeout"
     await target.close();
   }
 });
+
+Deno.test("a frame announcing 1 GiB streams to the target as it arrives", async () => {
+  const received: number[] = [];
+  const target = new TcpTarget(async (conn) => {
+    const buffer = new Uint8Array(65536);
+    let n: number | null;
+    while ((n = await conn.read(buffer)) !== null) received.push(n);
+  });
+  const proxy = await startProxy([`127.0.0.1:${target.port}`]);
+  try {
+    const client = await RawClient.open(proxy.port);
+    // Header of a masked binary frame of 2^30 bytes, zero mask, then 1 MiB of it.
+    await client.send(new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0]));
+    await client.send(new Uint8Array(1 << 20));
+    await waitFor(
+      () => received.reduce((a, b) => a + b, 0) === 1 << 20,
+      5000,
+      "1 MiB at the target",
+    );
+    client.close();
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("connections broken in every state never disturb the server or other sessions", async () => {
+  const chatty = new TcpTarget(async (conn) => {
+    // Streams to the client until it goes away; reads nothing (so a client flood fills it up).
+    const block = new Uint8Array(65536);
+    while (true) await writeAll(conn, block);
+  });
+  const echo = echoTarget();
+  const proxy = await startProxy([`127.0.0.1:${chatty.port}`], {
+    firstByte: 500,
+    head: 800,
+    close: 500,
+  });
+  const bystanderProxy = await startProxy([`127.0.0.1:${echo.port}`]);
+  const connect = () => Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  const quietClose = (conn: Deno.Conn) => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  };
+  try {
+    // A session on another server keeps working throughout.
+    const bystander = await RawClient.open(bystanderProxy.port);
+    const breakers: (() => Promise<void>)[] = [
+      async () => quietClose(await connect()), // before the first byte
+      async () => {
+        const conn = await connect();
+        await writeAll(conn, text("GET / HTTP/1.1\r\nUpgr"));
+        quietClose(conn); // mid-head
+      },
+      async () => {
+        const conn = await connect();
+        await writeAll(conn, text(upgradeRequest()));
+        quietClose(conn); // before the 101 is read
+      },
+      async () => {
+        const client = await RawClient.open(proxy.port);
+        await sleep(30); // target data is arriving; closing with it unread resets the connection
+        client.close();
+      },
+      async () => {
+        const client = await RawClient.open(proxy.port);
+        await client.send(
+          encodeFrame(Opcode.Binary, new Uint8Array(100000), { mask: MASK }).subarray(0, 5000),
+        );
+        client.close(); // half a frame
+      },
+      async () => {
+        const client = await RawClient.open(proxy.port);
+        await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+        client.close(); // close frame, then gone without reading the echo
+      },
+      async () => {
+        const client = await RawClient.open(proxy.port);
+        await client.send(encodeFrame(Opcode.Binary, text("x"))); // unmasked: the server closes 1002
+        await sleep(10);
+        client.close();
+      },
+      async () => {
+        const client = await RawClient.open(proxy.port);
+        const frame = encodeFrame(Opcode.Binary, new Uint8Array(65536), { mask: MASK });
+        for (let i = 0; i < 20; i++) await writeAll(client.conn, frame); // into a target that never reads
+        client.close();
+      },
+    ];
+    for (let round = 0; round < 3; round++) {
+      await deadline(
+        Promise.all(breakers.map((breaker) => breaker().catch(() => {}))),
+        15000,
+        "breakers",
+      );
+      await bystander.sendFrame(Opcode.Binary, `round ${round}`);
+      assert.equal(new TextDecoder().decode(await bystander.readData(7)), `round ${round}`);
+    }
+    // The broken server still serves a well-behaved client.
+    const fresh = await RawClient.open(proxy.port);
+    assert.equal((await fresh.readData(1000)).length >= 1000, true);
+    fresh.close();
+    bystander.close();
+    await sleep(600);
+    assert.ok(!proxy.log.has(/handler exception|internal error/), proxy.log.lines.join("\n"));
+  } finally {
+    await proxy.stop();
+    await bystanderProxy.stop();
+    await chatty.close();
+    await echo.close();
+  }
+});
