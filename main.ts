@@ -12,6 +12,7 @@ import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { Logger } from "./lib/log.ts";
 import { openListener, ProxyServer } from "./lib/server.ts";
 import { describeError } from "./lib/targets.ts";
+import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
 const PROGRAM = "websockify";
 
@@ -45,11 +46,56 @@ async function main(argv: string[]): Promise<number> {
     log.error(`Opening socket failed: ${describeError(error)}`);
     return 1;
   }
+  // Wrap mode: the program's bind() to our port is moved to a free loopback port, where sessions go.
+  let wrapped: WrappedProgram | undefined;
+  let library: Awaited<ReturnType<typeof preparePreloadLibrary>> | undefined;
+  const { target, listen } = settings;
+  if (target.kind === "command" && listen.kind === "tcp") {
+    try {
+      library = await preparePreloadLibrary();
+      target.port = chooseFreePort();
+    } catch (error) {
+      listener.close();
+      await library?.dispose();
+      log.error(describeError(error));
+      return 1;
+    }
+    wrapped = new WrappedProgram({
+      command: target.command,
+      mode: settings.wrapMode,
+      oldPort: listen.port,
+      newPort: target.port,
+      library: library.path,
+      log,
+    });
+  }
+
+  let stopRequested = false;
   const server = new ProxyServer(settings, listener, log);
   server.logBanner();
+  let exitCode = 0;
+  if (wrapped) {
+    try {
+      wrapped.start();
+    } catch (error) {
+      log.error(`Starting the wrapped command failed: ${describeError(error)}`);
+      exitCode = 1;
+      server.shutdown();
+    }
+    // In exit mode, the proxy's life ends with the program's, and so does its exit code (unless we were told to
+    // stop, and the program got the same signal).
+    wrapped.exited.then(async (code) => {
+      // A supervisor stopping the whole group signals us too; our handler may run a moment after the program's
+      // status arrives.
+      if (code > 128) await new Promise((resolve) => setTimeout(resolve, 200));
+      if (!stopRequested) exitCode = code;
+      server.shutdown();
+    });
+  }
 
   const stop = (signal: string) => {
     log.info(`${signal} received, shutting down`);
+    stopRequested = true;
     server.shutdown();
   };
   const onInt = () => stop("SIGINT");
@@ -57,9 +103,11 @@ async function main(argv: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGTERM", onTerm);
   await server.serve();
+  await wrapped?.stop();
+  await library?.dispose();
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);
-  return 0;
+  return exitCode;
 }
 
 if (import.meta.main) {

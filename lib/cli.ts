@@ -15,18 +15,23 @@ export type ListenSpec =
   | { kind: "tcp"; hostname: string; port: number }
   | { kind: "unix"; path: string; mode: number };
 
-/** Where a session's bytes go. */
+/**
+ * Where a session's bytes go. `command` is a wrapped program: its port is chosen at start (0 until then).
+ */
 export type TargetSpec =
   | { kind: "tcp"; hostname: string; port: number }
-  | { kind: "unix"; path: string };
+  | { kind: "unix"; path: string }
+  | { kind: "command"; command: string[]; port: number };
 
 export type WrapMode = "exit" | "ignore" | "respawn";
 
 /** Everything the command line decides. */
 export interface Settings {
   listen: ListenSpec;
-  /** The single target; undefined only in modes that find targets otherwise (not yet available). */
+  /** Where every session goes. */
   target: TargetSpec;
+  /** What to do when a wrapped program exits (wrap mode only). */
+  wrapMode: WrapMode;
   verbose: boolean;
   preferIpv6: boolean;
 }
@@ -42,7 +47,6 @@ interface OptionDef extends OptionSpec {
 
 const TLS = "TLS (wss://, --ssl-target) is not available in this version yet";
 const WEB = "the static web server is not available in this version yet";
-const WRAP = "wrap mode is not available in this version yet";
 const OPS = "this operations feature is not available in this version yet";
 const PLUGINS = "token and auth plugins are not available in this version yet";
 
@@ -203,7 +207,6 @@ export const OPTIONS: OptionDef[] = [
     metavar: "MODE",
     help: "when the wrapped program exits: exit, ignore or respawn",
     defaultText: "exit",
-    notYet: WRAP,
   },
   {
     long: "prefer-ipv6",
@@ -296,6 +299,7 @@ export const OPTIONS: OptionDef[] = [
 export const USAGE = `Usage:
     websockify [options] [source_addr:]source_port target_addr:target_port
     websockify [options] --unix-target=FILE [source_addr:]source_port
+    websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
     websockify [options] --unix-listen=FILE target_addr:target_port`;
 
 /** The --help text: usage, then every option with its default. */
@@ -330,7 +334,12 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       throw new UsageError(`--${option.long}: ${option.notYet}`);
     }
   }
-  if (parsed.afterTerminator !== undefined) throw new UsageError(WRAP);
+  const wrapMode = value("wrap-mode") ?? "exit";
+  if (!["exit", "ignore", "respawn"].includes(wrapMode)) {
+    throw new UsageError(
+      `option --wrap-mode: invalid choice: '${wrapMode}' (choose from 'exit', 'ignore', 'respawn')`,
+    );
+  }
 
   const positionals = [...parsed.positionals];
   const unixListen = value("unix-listen");
@@ -349,7 +358,18 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
 
   const unixTarget = value("unix-target");
   let target: TargetSpec;
-  if (unixTarget !== undefined) {
+  if (parsed.afterTerminator !== undefined) {
+    // Wrap mode: as in Python, every positional after the listen address belongs to the command too.
+    const command = [...positionals.splice(0), ...parsed.afterTerminator];
+    if (command.length === 0) throw new UsageError("no command to wrap after --");
+    if (listen.kind !== "tcp" || listen.port === 0) {
+      throw new UsageError("wrap mode needs a TCP listen port (the port the program binds)");
+    }
+    if (unixTarget !== undefined) {
+      throw new UsageError("--unix-target cannot be used with a wrapped command");
+    }
+    target = { kind: "command", command, port: 0 };
+  } else if (unixTarget !== undefined) {
     target = { kind: "unix", path: resolve(cwd, unixTarget) };
   } else {
     const spec = positionals.shift();
@@ -363,6 +383,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     settings: {
       listen,
       target,
+      wrapMode: wrapMode as WrapMode,
       verbose: parsed.flags.has("verbose"),
       preferIpv6: parsed.flags.has("prefer-ipv6"),
     },

@@ -38,6 +38,13 @@ export interface ServerTimeouts {
 
 export const DEFAULT_TIMEOUTS: ServerTimeouts = { firstByte: 3000, head: 10000, close: 3000 };
 
+/** websockify's log line before connecting, by target kind. */
+const CONNECTING = {
+  tcp: "connecting to:",
+  unix: "connecting to unix socket:",
+  command: "connecting to command:",
+} as const;
+
 /** Methods Python websockify answers with 405 (the rest get 501). */
 const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
@@ -328,12 +335,7 @@ export class ProxyServer {
     } catch {
       return;
     }
-    this.#log.request(
-      client,
-      target.kind === "unix"
-        ? `connecting to unix socket: ${targetText}`
-        : `connecting to: ${targetText}`,
-    );
+    this.#log.request(client, `${CONNECTING[target.kind]} ${targetText}`);
     let targetConn: Deno.Conn;
     try {
       targetConn = await connectTarget(target);

@@ -104,7 +104,36 @@ Deno.test("usage errors name the problem", () => {
 Deno.test("options of features not in this build fail clearly instead of being ignored", () => {
   usageError(["6080", "h:1", "--cert=x.pem"], /--cert: TLS .* not available/);
   usageError(["6080", "h:1", "--record", "/tmp/r"], /--record: .* not available/);
-  usageError(["6080", "--", "prog"], /wrap mode is not available/);
+});
+
+Deno.test("wrap mode: positionals after the listen address and after -- form the command", () => {
+  const wrapped = settings([
+    "5901",
+    "--wrap-mode=ignore",
+    "--",
+    "vncserver",
+    "-geometry",
+    "1024x768",
+    ":1",
+  ]);
+  assert.deepEqual(wrapped.target, {
+    kind: "command",
+    command: ["vncserver", "-geometry", "1024x768", ":1"],
+    port: 0,
+  });
+  assert.equal(wrapped.wrapMode, "ignore");
+  assert.equal(settings(["5901", "--", "prog"]).wrapMode, "exit");
+  // As in Python: with --, every positional after the listen address belongs to the command.
+  assert.deepEqual(
+    (settings(["5901", "telnetd", "--", "-debug"]).target as { command: string[] }).command,
+    [
+      "telnetd",
+      "-debug",
+    ],
+  );
+  usageError(["5901", "--"], /no command to wrap/);
+  usageError(["--unix-listen=/s", "--", "prog"], /needs a TCP listen port/);
+  usageError(["5901", "--wrap-mode=x", "--", "prog"], /invalid choice: 'x'/);
 });
 
 Deno.test("--help lists every option with its default", () => {

@@ -235,7 +235,8 @@ export class ProxyProcess {
   async status(ms = 15000): Promise<Deno.CommandStatus> {
     const status = await deadline(this.child.status, ms, "proxy exit");
     this.exited = true;
-    await this.#reading;
+    // Its output pipes close when the last holder exits: a program it launched may still hold them.
+    await deadline(this.#reading, 2000, "output pipes").catch(() => {});
     return status;
   }
 
