@@ -10,7 +10,8 @@
 
 import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { Logger } from "./lib/log.ts";
-import { openListener, ProxyServer } from "./lib/server.ts";
+import { certificateExists, openListener, ProxyServer } from "./lib/server.ts";
+import { loadCredentials } from "./lib/tls.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -38,6 +39,38 @@ async function main(argv: string[]): Promise<number> {
     event.preventDefault();
     log.error(`internal error (unhandled rejection): ${describeError(event.reason)}`);
   });
+  // Deno's node:tls can throw from inside its own callbacks when a peer misbehaves (seen in probes): log it,
+  // keep serving.
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    log.error(`internal error (uncaught exception): ${describeError(event.error)}`);
+  });
+
+  // What can be checked before listening is checked now, with a clear message (usage problems exit 2).
+  for (const note of settings.notes) log.warning(`note: ${note}`);
+  if (settings.tls.only && !certificateExists(settings.tls.cert)) {
+    console.error(
+      `${PROGRAM}: error: --ssl-only and the certificate '${settings.tls.cert}' not found`,
+    );
+    return 2;
+  }
+  if (certificateExists(settings.tls.cert)) {
+    try {
+      await loadCredentials(settings.tls);
+    } catch (error) {
+      log.error(`cannot use the certificate '${settings.tls.cert}': ${describeError(error)}`);
+      return 1;
+    }
+  }
+  if (settings.web) {
+    try {
+      settings.web.root = await Deno.realPath(settings.web.root);
+      if (!(await Deno.stat(settings.web.root)).isDirectory) throw new Error("not a directory");
+    } catch (error) {
+      console.error(`${PROGRAM}: error: --web '${settings.web.root}': ${describeError(error)}`);
+      return 2;
+    }
+  }
 
   let listener: Deno.Listener;
   try {

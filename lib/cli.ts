@@ -19,11 +19,35 @@ export type ListenSpec =
  * Where a session's bytes go. `command` is a wrapped program: its port is chosen at start (0 until then).
  */
 export type TargetSpec =
-  | { kind: "tcp"; hostname: string; port: number }
+  | { kind: "tcp"; hostname: string; port: number; tls?: TargetTls }
   | { kind: "unix"; path: string }
   | { kind: "command"; command: string[]; port: number };
 
 export type WrapMode = "exit" | "ignore" | "respawn";
+
+/** TLS toward the target (`--ssl-target`): verified against the system CAs plus `cafile`, with SNI. */
+export interface TargetTls {
+  cafile?: string;
+}
+
+/** The listening side's TLS (wss:// on the same port). */
+export interface ServerTls {
+  /** Certificate chain, absolute; TLS is available when this file exists. */
+  cert: string;
+  key?: string;
+  keyPassword?: string;
+  minVersion?: "TLSv1.2" | "TLSv1.3";
+  verifyClient: boolean;
+  cafile?: string;
+  /** Refuse plain connections. */
+  only: boolean;
+}
+
+/** `--web DIR`. */
+export interface WebSettings {
+  root: string;
+  fileOnly: boolean;
+}
 
 /** Everything the command line decides. */
 export interface Settings {
@@ -32,6 +56,10 @@ export interface Settings {
   target: TargetSpec;
   /** What to do when a wrapped program exits (wrap mode only). */
   wrapMode: WrapMode;
+  tls: ServerTls;
+  web: WebSettings | undefined;
+  /** Startup notes about values the TLS stack honours only in part. */
+  notes: string[];
   verbose: boolean;
   preferIpv6: boolean;
 }
@@ -45,8 +73,6 @@ interface OptionDef extends OptionSpec {
   notYet?: string;
 }
 
-const TLS = "TLS (wss://, --ssl-target) is not available in this version yet";
-const WEB = "the static web server is not available in this version yet";
 const OPS = "this operations feature is not available in this version yet";
 const PLUGINS = "token and auth plugins are not available in this version yet";
 
@@ -107,46 +133,51 @@ export const OPTIONS: OptionDef[] = [
     metavar: "FILE",
     help: "TLS certificate chain (PEM), resolved against the start directory",
     defaultText: "self.pem",
-    notYet: TLS,
   },
   {
     long: "key",
     takesValue: true,
     metavar: "FILE",
     help: "TLS private key, if not in the certificate file",
-    notYet: TLS,
   },
   {
     long: "key-password",
     takesValue: true,
     metavar: "PASSWORD",
     help: "passphrase of the TLS key",
-    notYet: TLS,
+  },
+  {
+    long: "key-password-file",
+    takesValue: true,
+    metavar: "FILE",
+    help: "read the key passphrase from FILE (not visible in ps; also: $WEBSOCKIFY_KEY_PASSWORD)",
   },
   {
     long: "ssl-only",
     takesValue: false,
     help: "refuse connections that are not TLS",
-    notYet: TLS,
   },
   {
     long: "ssl-target",
     takesValue: false,
     help: "connect to the target over TLS",
-    notYet: TLS,
+  },
+  {
+    long: "ssl-target-cafile",
+    takesValue: true,
+    metavar: "FILE",
+    help: "with --ssl-target: also trust the CAs of FILE (targets with private certificates)",
   },
   {
     long: "verify-client",
     takesValue: false,
     help: "require and verify a client certificate",
-    notYet: TLS,
   },
   {
     long: "cafile",
     takesValue: true,
     metavar: "FILE",
     help: "CA bundle to verify client certificates",
-    notYet: TLS,
   },
   {
     long: "ssl-version",
@@ -154,14 +185,12 @@ export const OPTIONS: OptionDef[] = [
     metavar: "VERSION",
     help: "minimum TLS version: default, tlsv1_1, tlsv1_2, tlsv1_3",
     defaultText: "default",
-    notYet: TLS,
   },
   {
     long: "ssl-ciphers",
     takesValue: true,
     metavar: "CIPHERS",
-    help: "list of allowed TLS ciphers (OpenSSL syntax)",
-    notYet: TLS,
+    help: "refused: the TLS stack (rustls) cannot restrict its cipher suites",
   },
   {
     long: "unix-listen",
@@ -193,13 +222,12 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "DIR",
     help: "serve the files of DIR on the same port",
-    notYet: WEB,
   },
   {
     long: "web-auth",
     takesValue: false,
     help: "apply the auth plugin to web requests too",
-    notYet: WEB,
+    notYet: PLUGINS,
   },
   {
     long: "wrap-mode",
@@ -292,7 +320,6 @@ export const OPTIONS: OptionDef[] = [
     long: "file-only",
     takesValue: false,
     help: "no directory listings in --web (404 instead)",
-    notYet: WEB,
   },
 ];
 
@@ -334,6 +361,60 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       throw new UsageError(`--${option.long}: ${option.notYet}`);
     }
   }
+  if (value("ssl-ciphers") !== undefined) {
+    throw new UsageError(
+      "--ssl-ciphers: Deno's TLS stack (rustls) cannot restrict cipher suites; it offers only TLS 1.2/1.3 " +
+        "AEAD suites with forward secrecy",
+    );
+  }
+  const notes: string[] = [];
+  const sslVersion = value("ssl-version") ?? "default";
+  const minVersions: Record<string, ServerTls["minVersion"]> = {
+    default: undefined,
+    tlsv1_1: undefined,
+    tlsv1_2: "TLSv1.2",
+    tlsv1_3: "TLSv1.3",
+  };
+  if (!(sslVersion in minVersions)) {
+    throw new UsageError(
+      `option --ssl-version: invalid choice: '${sslVersion}' (choose from 'default', 'tlsv1_1', 'tlsv1_2', 'tlsv1_3')`,
+    );
+  }
+  if (sslVersion === "tlsv1_1") {
+    notes.push(
+      "--ssl-version tlsv1_1: TLS 1.0 and 1.1 are not offered by this TLS stack; TLS 1.2 is the minimum",
+    );
+  }
+  const passwordFile = value("key-password-file");
+  let keyPassword = value("key-password");
+  if (keyPassword === undefined && passwordFile !== undefined) {
+    try {
+      keyPassword = Deno.readTextFileSync(resolve(cwd, passwordFile)).split(/\r?\n/)[0];
+    } catch (error) {
+      throw new UsageError(
+        `--key-password-file: cannot read '${passwordFile}': ${(error as Error).message}`,
+      );
+    }
+  }
+  keyPassword ??= Deno.env.get("WEBSOCKIFY_KEY_PASSWORD");
+  const path = (name: string) => {
+    const text = value(name);
+    return text === undefined ? undefined : resolve(cwd, text);
+  };
+  const tls: ServerTls = {
+    cert: path("cert") ?? resolve(cwd, "self.pem"),
+    key: path("key"),
+    keyPassword,
+    minVersion: minVersions[sslVersion],
+    verifyClient: parsed.flags.has("verify-client"),
+    cafile: path("cafile"),
+    only: parsed.flags.has("ssl-only"),
+  };
+  const webRoot = path("web");
+  const web = webRoot === undefined
+    ? undefined
+    : { root: webRoot, fileOnly: parsed.flags.has("file-only") };
+
   const wrapMode = value("wrap-mode") ?? "exit";
   if (!["exit", "ignore", "respawn"].includes(wrapMode)) {
     throw new UsageError(
@@ -377,6 +458,12 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     target = parseTarget(spec);
   }
   if (positionals.length > 0) throw new UsageError("Too many arguments");
+  if (parsed.flags.has("ssl-target")) {
+    if (target.kind !== "tcp") throw new UsageError("--ssl-target needs a TCP target");
+    target.tls = { cafile: path("ssl-target-cafile") };
+  } else if (value("ssl-target-cafile") !== undefined) {
+    throw new UsageError("--ssl-target-cafile goes with --ssl-target");
+  }
 
   return {
     kind: "run",
@@ -384,6 +471,9 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       listen,
       target,
       wrapMode: wrapMode as WrapMode,
+      tls,
+      web,
+      notes,
       verbose: parsed.flags.has("verbose"),
       preferIpv6: parsed.flags.has("prefer-ipv6"),
     },

@@ -19,10 +19,12 @@ import {
   readRequestHead,
   STATUS_TEXT,
 } from "./http.ts";
-import { closeQuietly, writeAll } from "./io.ts";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { describeAddress, formatHostPort, type Logger } from "./log.ts";
 import { Relay, type RelayResult } from "./relay.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
+import { acceptTls, loadCredentials, type TlsStream } from "./tls.ts";
+import { serveStatic } from "./web.ts";
 import { CloseCode, encodeClosePayload, encodeFrame, Opcode } from "./websocket/frames.ts";
 import { isUpgradeRequest, negotiate, switchingProtocols } from "./websocket/handshake.ts";
 
@@ -34,9 +36,16 @@ export interface ServerTimeouts {
   head: number;
   /** Once a close has begun, the peers have this long to finish it. */
   close: number;
+  /** An idle keep-alive connection (after a static file) waits this long for its next request. */
+  keepAlive: number;
 }
 
-export const DEFAULT_TIMEOUTS: ServerTimeouts = { firstByte: 3000, head: 10000, close: 3000 };
+export const DEFAULT_TIMEOUTS: ServerTimeouts = {
+  firstByte: 3000,
+  head: 10000,
+  close: 3000,
+  keepAlive: 15000,
+};
 
 /** websockify's log line before connecting, by target kind. */
 const CONNECTING = {
@@ -125,14 +134,27 @@ export class ProxyServer {
 
   /** Logs websockify's startup banner. */
   logBanner(): void {
+    const { listen, tls, web, target } = this.#settings;
     const lines = [
       "WebSocket server settings:",
-      this.#settings.listen.kind === "unix"
+      listen.kind === "unix"
         ? `  - Listen on unix socket ${this.#listenText}`
         : `  - Listen on ${this.#listenText}`,
-      "  - No SSL/TLS support (no cert file)",
-      `  - proxying from ${this.#listenText} to ${describeTarget(this.#settings.target)}`,
     ];
+    if (web) {
+      lines.push(
+        web.fileOnly
+          ? `  - Web server (no directory listings). Web root: ${web.root}`
+          : `  - Web server. Web root: ${web.root}`,
+      );
+    }
+    lines.push(
+      certificateExists(tls.cert) ? "  - SSL/TLS support" : "  - No SSL/TLS support (no cert file)",
+    );
+    if (tls.only) lines.push("  - Deny non-SSL/TLS connections");
+    lines.push(
+      `  - proxying from ${this.#listenText} to ${describeTarget(target)}${usingSsl(target)}`,
+    );
     for (const line of lines) this.#log.info(line);
   }
 
@@ -207,74 +229,176 @@ export class ProxyServer {
       ? this.#listenText
       : describeAddress(conn.remoteAddr);
     this.#pending.add(conn);
+    let stream: ByteStream = conn;
     try {
       if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
-      const request = await this.#readRequest(conn, client);
-      if (!request) return;
-      if (!isUpgradeRequest(request.request)) {
-        await this.#answerPlainHttp(conn, client, request.request);
+      // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
+      const first = await this.#withDeadline(
+        conn,
+        this.#timeouts.firstByte,
+        () => readSome(conn, 1024),
+      );
+      if (!first) return;
+      let initial = first;
+      let secure = false;
+      if (first[0] === 0x16 || first[0] === 0x80) {
+        const tlsStream = await this.#startTls(conn, first, client);
+        if (!tlsStream) return;
+        stream = tlsStream;
+        secure = true;
+        initial = new Uint8Array(0);
+      } else if (this.#settings.tls.only) {
+        this.#log.info(`${client}: non-SSL connection received but disallowed`);
+        return;
+      } else if (first[0] === 0x3c && await this.#answerFlashPolicy(conn, first)) {
         return;
       }
-      await this.#upgrade(conn, client, request.request, request.rest);
+      await this.#serveHttp(stream, conn, client, secure, initial);
     } finally {
       this.#pending.delete(conn);
+      closeQuietly(stream);
       closeQuietly(conn);
     }
   }
 
-  /** Reads and parses the request head within the time limits; answers 400/431 itself. */
-  async #readRequest(
+  /** Runs `read` with a deadline: past it the stream is closed and the result is undefined. */
+  async #withDeadline<T>(
+    stream: ByteStream,
+    ms: number,
+    read: () => Promise<T>,
+  ): Promise<T | undefined> {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      closeQuietly(stream);
+    }, ms);
+    try {
+      const result = await read();
+      return timedOut ? undefined : result;
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** TLS on this connection: the certificate is read now, so a renewed one is used without a restart. */
+  async #startTls(
+    conn: Deno.Conn,
+    sniffed: Uint8Array,
+    client: string,
+  ): Promise<TlsStream | undefined> {
+    const options = this.#settings.tls;
+    let credentials;
+    try {
+      credentials = await loadCredentials(options);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        this.#log.info(`${client}: SSL connection but '${options.cert}' not found`);
+      } else {
+        this.#log.error(
+          `${client}: SSL connection but the certificate cannot be used: ${describeError(error)}`,
+        );
+      }
+      return undefined;
+    }
+    let failure: unknown;
+    const stream = await this.#withDeadline(
+      conn,
+      this.#timeouts.head,
+      () =>
+        acceptTls(conn, sniffed, options, credentials).catch((error) => {
+          failure = error;
+          throw error;
+        }),
+    );
+    if (!stream) {
+      this.#log.request(
+        client,
+        `TLS handshake failed: ${failure ? describeError(failure) : "timed out"}`,
+      );
+    }
+    return stream;
+  }
+
+  /** The Flash cross-domain policy request of old web-socket-js clients: answer, then close. */
+  async #answerFlashPolicy(conn: Deno.Conn, first: Uint8Array): Promise<boolean> {
+    let bytes = first;
+    while (bytes.length < FLASH_REQUEST.length && FLASH_REQUEST.startsWith(latin1.decode(bytes))) {
+      const more = await this.#withDeadline(conn, this.#timeouts.head, () => readSome(conn, 64));
+      if (!more) return true;
+      bytes = concatBytes(bytes, more);
+    }
+    if (!latin1.decode(bytes).startsWith(FLASH_REQUEST)) return false;
+    await writeAll(conn, FLASH_POLICY).catch(() => {});
+    return true;
+  }
+
+  /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */
+  async #serveHttp(
+    stream: ByteStream,
     conn: Deno.Conn,
     client: string,
-  ): Promise<{ request: HttpRequest; rest: Uint8Array } | undefined> {
-    // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
-    const first = new Uint8Array(1024);
-    let timedOut = false;
-    let timer = setTimeout(() => {
-      timedOut = true;
-      closeQuietly(conn);
-    }, this.#timeouts.firstByte);
-    let n: number | null;
-    try {
-      n = await conn.read(first);
-    } catch {
-      n = null;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (n === null || timedOut) return undefined;
-
-    timer = setTimeout(() => {
-      timedOut = true;
-      closeQuietly(conn);
-    }, this.#timeouts.head);
-    try {
-      const result = await readRequestHead(conn, first.subarray(0, n)).catch(() => undefined);
-      if (!result || result.kind === "closed") return undefined;
-      if (result.kind === "too-large") {
-        await this.#sendError(conn, client, 431, "Request header fields too large");
-        return undefined;
+    secure: boolean,
+    initial: Uint8Array,
+  ): Promise<void> {
+    let bytes = initial;
+    for (let served = 0;; served++) {
+      const wait = served === 0 ? this.#timeouts.head : this.#timeouts.keepAlive;
+      const next = await this.#readRequest(stream, client, bytes, wait);
+      if (!next) return;
+      const { request, rest } = next;
+      if (isUpgradeRequest(request)) {
+        await this.#upgrade(stream, conn, client, secure, request, rest);
+        return;
       }
-      try {
-        return { request: parseRequestHead(result.head), rest: result.rest };
-      } catch (error) {
-        await this.#sendError(conn, client, 400, describeError(error));
-        return undefined;
+      const web = this.#settings.web;
+      if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
+        await this.#answerPlainHttp(stream, client, request);
+        return;
       }
-    } finally {
-      clearTimeout(timer);
-      if (timedOut) this.#log.request(client, "request head not received in time; closed", "debug");
+      const outcome = await serveStatic(stream, request, web);
+      this.#log.request(
+        client,
+        `"${request.method} ${request.target} ${request.version}" ${outcome.status} -`,
+      );
+      if (outcome.after === "close") {
+        await this.#finish(stream);
+        return;
+      }
+      bytes = rest;
     }
   }
 
-  /** A plain HTTP request: websockify without --web answers 405, or 501 for unknown methods. */
-  async #answerPlainHttp(conn: Deno.Conn, client: string, request: HttpRequest): Promise<void> {
+  /** Reads and parses a request head within `ms`; answers 400/431 itself. */
+  async #readRequest(
+    stream: ByteStream,
+    client: string,
+    initial: Uint8Array,
+    ms: number,
+  ): Promise<{ request: HttpRequest; rest: Uint8Array } | undefined> {
+    const result = await this.#withDeadline(stream, ms, () => readRequestHead(stream, initial));
+    if (!result || result.kind === "closed") return undefined;
+    if (result.kind === "too-large") {
+      await this.#sendError(stream, client, 431, "Request header fields too large");
+      return undefined;
+    }
+    try {
+      return { request: parseRequestHead(result.head), rest: result.rest };
+    } catch (error) {
+      await this.#sendError(stream, client, 400, describeError(error));
+      return undefined;
+    }
+  }
+
+  /** A request websockify does not serve: 405 for the usual methods, 501 for the others. */
+  async #answerPlainHttp(stream: ByteStream, client: string, request: HttpRequest): Promise<void> {
     this.#log.request(client, `"${request.method} ${request.target} ${request.version}"`, "debug");
     if (METHODS_405.has(request.method)) {
-      await this.#sendError(conn, client, 405, STATUS_TEXT[405], request.method !== "HEAD");
+      await this.#sendError(stream, client, 405, STATUS_TEXT[405], request.method !== "HEAD");
     } else {
       await this.#sendError(
-        conn,
+        stream,
         client,
         501,
         `Unsupported method (${JSON.stringify(request.method)})`,
@@ -284,7 +408,7 @@ export class ProxyServer {
 
   /** Sends an HTTP error page and closes without resetting what the client may still be sending. */
   async #sendError(
-    conn: Deno.Conn,
+    stream: ByteStream,
     client: string,
     status: number,
     message: string,
@@ -293,31 +417,38 @@ export class ProxyServer {
   ): Promise<void> {
     this.#log.request(client, `code ${status}, message ${message}`);
     try {
-      await writeAll(conn, errorResponse(status, message, headers, withBody));
-      await conn.closeWrite();
-      await this.#drain(conn);
+      await writeAll(stream, errorResponse(status, message, headers, withBody));
+      await this.#finish(stream);
     } catch {
       // The client went away first; nothing more to tell it.
     }
   }
 
-  /** Reads and drops what the client still sends, until it closes or the close timeout passes. */
-  async #drain(conn: Deno.Conn, untilFirstRead = false): Promise<void> {
-    const timer = setTimeout(() => closeQuietly(conn), this.#timeouts.close);
-    const sink = new Uint8Array(4096);
-    try {
-      while ((await conn.read(sink)) !== null && !untilFirstRead);
-    } catch {
-      // Closed by the timer or reset by the client: done either way.
-    } finally {
-      clearTimeout(timer);
-    }
+  /** Ends our side, then reads and drops what the client still sends until it closes (bounded). */
+  async #finish(stream: ByteStream): Promise<void> {
+    await stream.closeWrite().catch(() => {});
+    await this.#drain(stream);
   }
 
-  async #upgrade(conn: Deno.Conn, client: string, request: HttpRequest, rest: Uint8Array) {
+  /** Reads and drops what the client still sends, until it closes or the close timeout passes. */
+  async #drain(stream: ByteStream, untilFirstRead = false): Promise<void> {
+    const sink = new Uint8Array(4096);
+    await this.#withDeadline(stream, this.#timeouts.close, async () => {
+      while ((await stream.read(sink)) !== null && !untilFirstRead);
+    });
+  }
+
+  async #upgrade(
+    stream: ByteStream,
+    conn: Deno.Conn,
+    client: string,
+    secure: boolean,
+    request: HttpRequest,
+    rest: Uint8Array,
+  ): Promise<void> {
     const verdict = negotiate(request);
     if ("status" in verdict) {
-      await this.#sendError(conn, client, verdict.status, verdict.message, true, verdict.headers);
+      await this.#sendError(stream, client, verdict.status, verdict.message, true, verdict.headers);
       return;
     }
     this.#log.request(
@@ -325,39 +456,45 @@ export class ProxyServer {
       `"${request.method} ${request.target} ${request.version}" 101 -`,
       "debug",
     );
-    this.#log.request(client, `${client}: Plain non-SSL (ws://) WebSocket connection`);
+    this.#log.request(
+      client,
+      secure
+        ? `${client}: SSL/TLS (wss://) WebSocket connection`
+        : `${client}: Plain non-SSL (ws://) WebSocket connection`,
+    );
     if (request.target !== "/") this.#log.request(client, `${client}: Path: '${request.target}'`);
 
     const target: TargetSpec = this.#settings.target;
     const targetText = describeTarget(target);
     try {
-      await writeAll(conn, switchingProtocols(verdict));
+      await writeAll(stream, switchingProtocols(verdict));
     } catch {
       return;
     }
-    this.#log.request(client, `${CONNECTING[target.kind]} ${targetText}`);
-    let targetConn: Deno.Conn;
+    this.#log.request(client, `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`);
+    let targetStream: ByteStream;
     try {
-      targetConn = await connectTarget(target);
+      targetStream = await connectTarget(target);
     } catch (error) {
       this.#log.request(client, `Failed to connect to ${targetText}: ${describeError(error)}`);
       await this.#refuseSession(
-        conn,
+        stream,
         CloseCode.InternalError,
         "Failed to connect to downstream server",
       );
       return;
     }
     if (this.#stopping) {
-      closeQuietly(targetConn);
-      await this.#refuseSession(conn, CloseCode.GoingAway, "Server shutting down");
+      closeQuietly(targetStream);
+      await this.#refuseSession(stream, CloseCode.GoingAway, "Server shutting down");
       return;
     }
 
-    const relay = new Relay(conn, targetConn, {
+    const relay = new Relay(stream, targetStream, {
       framing: verdict.framing,
       closeTimeout: this.#timeouts.close,
     });
+    // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
     this.#pending.delete(conn);
     this.#relays.add(relay);
     let result: RelayResult;
@@ -370,10 +507,10 @@ export class ProxyServer {
   }
 
   /** Closes a WebSocket that never got a target: the close frame, then a bounded wait for the reply. */
-  async #refuseSession(conn: Deno.Conn, code: number, reason: string): Promise<void> {
+  async #refuseSession(stream: ByteStream, code: number, reason: string): Promise<void> {
     try {
-      await writeAll(conn, encodeFrame(Opcode.Close, encodeClosePayload(code, reason)));
-      await this.#drain(conn, true);
+      await writeAll(stream, encodeFrame(Opcode.Close, encodeClosePayload(code, reason)));
+      await this.#drain(stream, true);
     } catch {
       // Client already gone.
     }
@@ -393,4 +530,39 @@ export class ProxyServer {
         `${(result.durationMs / 1000).toFixed(2)} s`,
     );
   }
+}
+
+const latin1 = new TextDecoder("latin1");
+
+/** Old Flash clients (web-socket-js) asked for this before connecting. */
+const FLASH_REQUEST = "<policy-file-request/>";
+const FLASH_POLICY = new TextEncoder().encode(
+  '<cross-domain-policy><allow-access-from domain="*" to-ports="*" /></cross-domain-policy>\0',
+);
+
+/** One read of at most `size` bytes; undefined at EOF. */
+async function readSome(stream: ByteStream, size: number): Promise<Uint8Array | undefined> {
+  const buffer = new Uint8Array(size);
+  const n = await stream.read(buffer);
+  return n === null ? undefined : buffer.subarray(0, n);
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Whether the certificate file is there (TLS is offered when it is). */
+export function certificateExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function usingSsl(target: TargetSpec): string {
+  return target.kind === "tcp" && target.tls ? " (using SSL)" : "";
 }

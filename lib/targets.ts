@@ -23,11 +23,24 @@ export function describeTarget(target: TargetSpec): string {
 export const WRAPPED_CONNECT_PATIENCE_MS = 5000;
 
 /** Opens the connection to the target, with TCP_NODELAY for TCP (interactive protocols such as VNC). */
-export async function connectTarget(target: TargetSpec): Promise<Deno.Conn> {
+export async function connectTarget(target: TargetSpec): Promise<Deno.Conn | Deno.TlsConn> {
   switch (target.kind) {
     case "unix":
       return await Deno.connect({ transport: "unix", path: target.path });
     case "tcp": {
+      if (target.tls) {
+        // Verified against the system roots plus the optional CA file; SNI is sent for host names.
+        const caCerts = target.tls.cafile
+          ? [await Deno.readTextFile(target.tls.cafile)]
+          : undefined;
+        const conn = await Deno.connectTls({
+          hostname: target.hostname,
+          port: target.port,
+          caCerts,
+        });
+        await conn.handshake();
+        return conn;
+      }
       const conn = await Deno.connect({ hostname: target.hostname, port: target.port });
       conn.setNoDelay(true);
       return conn;

@@ -102,7 +102,7 @@ Deno.test("usage errors name the problem", () => {
 });
 
 Deno.test("options of features not in this build fail clearly instead of being ignored", () => {
-  usageError(["6080", "h:1", "--cert=x.pem"], /--cert: TLS .* not available/);
+  usageError(["6080", "h:1", "--token-plugin=TokenFile"], /--token-plugin: .* not available/);
   usageError(["6080", "h:1", "--record", "/tmp/r"], /--record: .* not available/);
 });
 

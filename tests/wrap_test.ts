@@ -252,7 +252,9 @@ async function treeWithoutLibrary(): Promise<string> {
   const dir = await Deno.makeTempDir();
   await Deno.mkdir(`${dir}/rebind`);
   await Deno.copyFile(`${ROOT}rebind/rebind.c`, `${dir}/rebind/rebind.c`);
-  await Deno.copyFile(`${ROOT}main.ts`, `${dir}/main.ts`);
+  for (const file of ["main.ts", "deno.json", "deno.lock"]) {
+    await Deno.copyFile(`${ROOT}${file}`, `${dir}/${file}`);
+  }
   await Deno.mkdir(`${dir}/lib/websocket`, { recursive: true });
   for (const entry of Deno.readDirSync(`${ROOT}lib`)) {
     if (entry.isFile) await Deno.copyFile(`${ROOT}lib/${entry.name}`, `${dir}/lib/${entry.name}`);
