@@ -10,8 +10,7 @@
 
 import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { Logger } from "./lib/log.ts";
-import { certificateExists, openListener, ProxyServer } from "./lib/server.ts";
-import { loadCredentials } from "./lib/tls.ts";
+import { checkSettings, openListener, ProxyServer } from "./lib/server.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -46,30 +45,12 @@ async function main(argv: string[]): Promise<number> {
     log.error(`internal error (uncaught exception): ${describeError(event.error)}`);
   });
 
-  // What can be checked before listening is checked now, with a clear message (usage problems exit 2).
+  // What can be checked before listening is checked now, with a clear message.
   for (const note of settings.notes) log.warning(`note: ${note}`);
-  if (settings.tls.only && !certificateExists(settings.tls.cert)) {
-    console.error(
-      `${PROGRAM}: error: --ssl-only and the certificate '${settings.tls.cert}' not found`,
-    );
-    return 2;
-  }
-  if (certificateExists(settings.tls.cert)) {
-    try {
-      await loadCredentials(settings.tls);
-    } catch (error) {
-      log.error(`cannot use the certificate '${settings.tls.cert}': ${describeError(error)}`);
-      return 1;
-    }
-  }
-  if (settings.web) {
-    try {
-      settings.web.root = await Deno.realPath(settings.web.root);
-      if (!(await Deno.stat(settings.web.root)).isDirectory) throw new Error("not a directory");
-    } catch (error) {
-      console.error(`${PROGRAM}: error: --web '${settings.web.root}': ${describeError(error)}`);
-      return 2;
-    }
+  const problem = await checkSettings(settings);
+  if (problem) {
+    console.error(`${PROGRAM}: error: ${problem.message}`);
+    return problem.exitCode;
   }
 
   let listener: Deno.Listener;

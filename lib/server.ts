@@ -86,6 +86,39 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
 }
 
+/**
+ * Startup checks that need the file system: a usable certificate (a wrong key password is found now, not at the
+ * first client), `--ssl-only` with a certificate, an existing `--web` directory (resolved to its real path, for
+ * confinement). Returns the problem and exit code, or undefined.
+ */
+export async function checkSettings(
+  settings: Settings,
+): Promise<{ message: string; exitCode: number } | undefined> {
+  const { tls, web } = settings;
+  if (tls.only && !certificateExists(tls.cert)) {
+    return { message: `--ssl-only and the certificate '${tls.cert}' not found`, exitCode: 2 };
+  }
+  if (certificateExists(tls.cert)) {
+    try {
+      await loadCredentials(tls);
+    } catch (error) {
+      return {
+        message: `cannot use the certificate '${tls.cert}': ${describeError(error)}`,
+        exitCode: 1,
+      };
+    }
+  }
+  if (web) {
+    try {
+      web.root = await Deno.realPath(web.root);
+      if (!(await Deno.stat(web.root)).isDirectory) throw new Error("not a directory");
+    } catch (error) {
+      return { message: `--web '${web.root}': ${describeError(error)}`, exitCode: 2 };
+    }
+  }
+  return undefined;
+}
+
 /** `:6080`, `127.0.0.1:6080`, `[::1]:6080` or the socket path, as the banner shows the listen address. */
 export function describeListener(spec: ListenSpec, listener: Deno.Listener): string {
   if (spec.kind === "unix") return spec.path;

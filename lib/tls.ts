@@ -252,6 +252,7 @@ export async function acceptTls(
     rejectUnauthorized: options.verifyClient,
     ca: credentials.ca ? pemCertificates(credentials.ca) : undefined,
   });
+  guardDeferredStart(socket);
   const stream = new TlsStream(socket, conn);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -274,3 +275,26 @@ export async function acceptTls(
     throw error instanceof TlsError ? error : new TlsError(String(error));
   }
 }
+
+/**
+ * Deno 2.9.6's node:tls schedules `TLSSocket._start` for later; when the handshake has already failed and the
+ * polyfill has already torn the socket's internals down by then, it throws (`Cannot read properties of null
+ * (reading '_flushEncOut')`) outside any caller: a client with an incompatible TLS hello could take the server
+ * down. A failed or destroyed socket has nothing left to start, so that failure is dropped; any other is not.
+ */
+function guardDeferredStart(socket: tls.TLSSocket): void {
+  const internals = socket as unknown as { _start?: () => void };
+  const start = internals._start;
+  if (typeof start !== "function") return;
+  internals._start = function (this: tls.TLSSocket) {
+    try {
+      start.call(this);
+    } catch (error) {
+      if (!this.destroyed && !handshakeFailed.has(this)) throw error;
+    }
+  };
+  socket.once("error", () => handshakeFailed.add(socket));
+}
+
+/** Sockets whose handshake already failed (their deferred start may find the internals gone). */
+const handshakeFailed = new WeakSet<tls.TLSSocket>();

@@ -7,7 +7,13 @@ import { parseCommandLine, type Settings } from "../lib/cli.ts";
 import { findHeadEnd } from "../lib/http.ts";
 import { writeAll } from "../lib/io.ts";
 import { Logger, type LogSink } from "../lib/log.ts";
-import { DEFAULT_TIMEOUTS, openListener, ProxyServer, type ServerTimeouts } from "../lib/server.ts";
+import {
+  checkSettings,
+  DEFAULT_TIMEOUTS,
+  openListener,
+  ProxyServer,
+  type ServerTimeouts,
+} from "../lib/server.ts";
 import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
 import { Receiver, type ReceiverEvent } from "../lib/websocket/receiver.ts";
 
@@ -167,6 +173,8 @@ export async function startProxy(
   const command = parseCommandLine(["127.0.0.1:0", ...args]);
   if (command.kind !== "run") throw new Error("not a run command");
   const settings: Settings = command.settings;
+  const problem = await checkSettings(settings);
+  if (problem) throw new Error(problem.message);
   const log = new CapturedLog();
   const logger = new Logger([log]);
   logger.verbose = true;
@@ -281,6 +289,19 @@ export class RawClient {
   /** A client over an already open connection (no handshake sent yet). */
   static wrap(conn: Deno.Conn): RawClient {
     return new RawClient(conn);
+  }
+
+  /** Connects over TLS (to "localhost", trusting `caCert`) and completes a handshake. */
+  static async openTls(
+    port: number,
+    caCert: string,
+    headers: Record<string, string> = {},
+  ): Promise<RawClient> {
+    const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [caCert] });
+    const client = new RawClient(conn);
+    const response = await client.request(upgradeRequest(headers));
+    if (!response.startsWith("HTTP/1.1 101")) throw new Error(`no 101:\n${response}`);
+    return client;
   }
 
   static async connect(port: number): Promise<RawClient> {

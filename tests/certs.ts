@@ -1,0 +1,156 @@
+/**
+ * Certificates for the TLS tests, made fresh with openssl in a temporary directory: a CA, a server certificate it
+ * signed (localhost and 127.0.0.1), a client certificate it signed, an untrusted self-signed client certificate,
+ * and a passphrase-protected copy of the server key.
+ */
+
+export interface TestCerts {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  /** The server certificate and key in one PEM file (websockify's self.pem layout). */
+  combined: string;
+  encryptedKey: string;
+  password: string;
+  clientCert: string;
+  clientKey: string;
+  untrustedCert: string;
+  untrustedKey: string;
+  /** Issues another server certificate for `cn` into `certPath`/`keyPath` (a renewal). */
+  issueServer(cn: string, certPath: string, keyPath: string, sans?: string): Promise<void>;
+  remove(): Promise<void>;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  const output = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
+    .output();
+  if (!output.success) {
+    throw new Error(`openssl ${args.join(" ")}: ${new TextDecoder().decode(output.stderr)}`);
+  }
+}
+
+export async function makeCerts(): Promise<TestCerts> {
+  const dir = await Deno.makeTempDir({ prefix: "websockify-certs-" });
+  const days = ["-days", "2"];
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    ...days,
+    "-subj",
+    "/CN=Test CA",
+  ], dir);
+  const issue = async (cn: string, cert: string, key: string, extensions: string) => {
+    await openssl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      `${cert}.csr`,
+      "-subj",
+      `/CN=${cn}`,
+    ], dir);
+    await Deno.writeTextFile(`${dir}/${cert}.ext`, extensions);
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      `${cert}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      cert,
+      ...days,
+      "-extfile",
+      `${cert}.ext`,
+    ], dir);
+  };
+  const serverExt = (sans: string) => `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\n`;
+  await issue("localhost", "server.pem", "server.key", serverExt("DNS:localhost,IP:127.0.0.1"));
+  await issue("client1", "client.pem", "client.key", "extendedKeyUsage=clientAuth\n");
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "untrusted.key",
+    "-out",
+    "untrusted.pem",
+    ...days,
+    "-subj",
+    "/CN=intruder",
+  ], dir);
+  await openssl([
+    "pkcs8",
+    "-topk8",
+    "-in",
+    "server.key",
+    "-out",
+    "server-encrypted.key",
+    "-passout",
+    "pass:s3cret phrase",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/combined.pem`,
+    (await Deno.readTextFile(`${dir}/server.pem`)) + (await Deno.readTextFile(`${dir}/server.key`)),
+  );
+  return {
+    dir,
+    ca: `${dir}/ca.pem`,
+    serverCert: `${dir}/server.pem`,
+    serverKey: `${dir}/server.key`,
+    combined: `${dir}/combined.pem`,
+    encryptedKey: `${dir}/server-encrypted.key`,
+    password: "s3cret phrase",
+    clientCert: `${dir}/client.pem`,
+    clientKey: `${dir}/client.key`,
+    untrustedCert: `${dir}/untrusted.pem`,
+    untrustedKey: `${dir}/untrusted.key`,
+    async issueServer(cn, certPath, keyPath, sans = "DNS:localhost,IP:127.0.0.1") {
+      const name = `renewed-${crypto.randomUUID()}`;
+      await issue(cn, `${name}.pem`, `${name}.key`, serverExt(sans));
+      // Replace atomically, as certificate renewal tools do.
+      await Deno.rename(`${dir}/${name}.pem`, certPath);
+      await Deno.rename(`${dir}/${name}.key`, keyPath);
+    },
+    remove: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+/** Runs `openssl s_client` against 127.0.0.1:port with extra arguments, sending `input`; returns its output. */
+export async function sClient(
+  port: number,
+  args: string[],
+  input = "",
+): Promise<{ ok: boolean; text: string }> {
+  const child = new Deno.Command("openssl", {
+    args: ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(10000),
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(input));
+  // Keep stdin open briefly so the answer can arrive before s_client closes the connection.
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  await writer.close().catch(() => {});
+  const output = await child.output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  return { ok: output.success, text };
+}

@@ -1,0 +1,290 @@
+// TLS on the proxy's own port (sniffed), its options, and TLS toward the target. Real peers: openssl s_client,
+// Deno's TLS client, a TLS echo target.
+import assert from "node:assert/strict";
+import { Opcode } from "../lib/websocket/frames.ts";
+import { makeCerts, sClient, type TestCerts } from "./certs.ts";
+import { echoTarget, ProxyProcess, RawClient, readToEnd, startProxy, waitFor } from "./helpers.ts";
+import { writeAll } from "../lib/io.ts";
+
+let certs: TestCerts;
+
+async function withCerts(body: () => Promise<void>): Promise<void> {
+  certs = await makeCerts();
+  try {
+    await body();
+  } finally {
+    await certs.remove();
+  }
+}
+
+const GET = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+Deno.test("ws:// and wss:// on the same port at the same time", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const proxy = await startProxy([
+      `127.0.0.1:${target.port}`,
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+    ]);
+    try {
+      const ca = await Deno.readTextFile(certs.ca);
+      const secure = await RawClient.openTls(proxy.port, ca);
+      const plain = await RawClient.open(proxy.port);
+      await secure.sendFrame(Opcode.Binary, "over TLS");
+      await plain.sendFrame(Opcode.Binary, "in plain");
+      assert.equal(new TextDecoder().decode(await secure.readData(8)), "over TLS");
+      assert.equal(new TextDecoder().decode(await plain.readData(8)), "in plain");
+      await secure.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+      assert.equal((await secure.nextClose())?.code, 1000);
+      secure.close();
+      plain.close();
+      assert.ok(proxy.log.has(/SSL\/TLS \(wss:\/\/\) WebSocket connection/));
+      assert.ok(proxy.log.has(/Plain non-SSL \(ws:\/\/\) WebSocket connection/));
+    } finally {
+      await proxy.stop();
+      await target.close();
+    }
+  }));
+
+Deno.test("TLS versions: 1.2 and 1.3 by default; --ssl-version tlsv1_3 refuses 1.2; 1.1 is never offered", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const base = [`127.0.0.1:${target.port}`, `--cert=${certs.combined}`];
+    const proxy = await startProxy(base);
+    const strict = await startProxy([...base, "--ssl-version=tlsv1_3"]);
+    try {
+      const v12 = await sClient(proxy.port, ["-tls1_2"], GET);
+      assert.match(v12.text, /HTTP\/1\.1 405 Method Not Allowed/);
+      assert.match(v12.text, /Protocol\s*:\s*TLSv1\.2|TLSv1\.2/);
+      const v13 = await sClient(proxy.port, ["-tls1_3"], GET);
+      assert.match(v13.text, /HTTP\/1\.1 405/);
+      assert.match(v13.text, /TLSv1\.3/);
+      const v11 = await sClient(proxy.port, ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], GET);
+      assert.doesNotMatch(v11.text, /HTTP\/1\.1 405/);
+      const refused = await sClient(strict.port, ["-tls1_2"], GET);
+      assert.doesNotMatch(refused.text, /HTTP\/1\.1 405/);
+      const accepted = await sClient(strict.port, ["-tls1_3"], GET);
+      assert.match(accepted.text, /HTTP\/1\.1 405/);
+    } finally {
+      await proxy.stop();
+      await strict.stop();
+      await target.close();
+    }
+  }));
+
+Deno.test("a certificate renewed on disk is used for new connections without a restart", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const cert = `${certs.dir}/live.pem`;
+    const key = `${certs.dir}/live.key`;
+    await certs.issueServer("first-cert", cert, key);
+    const proxy = await startProxy([`127.0.0.1:${target.port}`, `--cert=${cert}`, `--key=${key}`]);
+    try {
+      assert.match((await sClient(proxy.port, [], GET)).text, /subject=CN\s*=\s*first-cert/);
+      await certs.issueServer("second-cert", cert, key);
+      assert.match((await sClient(proxy.port, [], GET)).text, /subject=CN\s*=\s*second-cert/);
+    } finally {
+      await proxy.stop();
+      await target.close();
+    }
+  }));
+
+Deno.test("without a certificate: TLS clients are closed with a log line; the banner says TLS is off", async () => {
+  const target = echoTarget();
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, "--cert=/nonexistent/self.pem"]);
+  try {
+    const attempt = await sClient(proxy.port, [], GET);
+    assert.doesNotMatch(attempt.text, /HTTP\/1\.1/);
+    await waitFor(
+      () => proxy.log.has(/SSL connection but '\/nonexistent\/self\.pem' not found/),
+      3000,
+      "log",
+    );
+    const plain = await RawClient.open(proxy.port);
+    plain.close();
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+  const banner = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", "--cert=/nonexistent/self.pem"]);
+  await banner.port();
+  assert.match(banner.stderr, /- No SSL\/TLS support \(no cert file\)/);
+  await banner.stop();
+});
+
+Deno.test("--ssl-only: plain connections refused, TLS served; startup fails without a certificate", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const proxy = new ProxyProcess([
+      "127.0.0.1:0",
+      `127.0.0.1:${target.port}`,
+      "--ssl-only",
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+    ]);
+    try {
+      const port = await proxy.port();
+      assert.match(proxy.stderr, /- SSL\/TLS support\n\s+- Deny non-SSL\/TLS connections/);
+      const plain = await Deno.connect({ hostname: "127.0.0.1", port });
+      await writeAll(plain, new TextEncoder().encode(GET));
+      assert.equal((await readToEnd(plain)).length, 0, "closed without an answer");
+      plain.close();
+      await waitFor(
+        () => /non-SSL connection received but disallowed/.test(proxy.stderr),
+        3000,
+        "log",
+      );
+      const secure = await RawClient.openTls(port, await Deno.readTextFile(certs.ca));
+      await secure.sendFrame(Opcode.Binary, "only TLS");
+      assert.equal(new TextDecoder().decode(await secure.readData(8)), "only TLS");
+      secure.close();
+    } finally {
+      await proxy.stop();
+      await target.close();
+    }
+    const missing = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      "--ssl-only",
+      "--cert=/nonexistent.pem",
+    ]);
+    assert.equal((await missing.status()).code, 2);
+    assert.match(missing.stderr, /--ssl-only and the certificate '\/nonexistent\.pem' not found/);
+  }));
+
+Deno.test("--verify-client: no certificate and untrusted certificates are refused, a CA-issued one is served", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const proxy = await startProxy([
+      `127.0.0.1:${target.port}`,
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+      "--verify-client",
+      `--cafile=${certs.ca}`,
+    ]);
+    try {
+      const none = await sClient(proxy.port, [], GET);
+      assert.doesNotMatch(none.text, /HTTP\/1\.1 405/);
+      const untrusted = await sClient(proxy.port, [
+        "-cert",
+        certs.untrustedCert,
+        "-key",
+        certs.untrustedKey,
+      ], GET);
+      assert.doesNotMatch(untrusted.text, /HTTP\/1\.1 405/);
+      await waitFor(
+        () => proxy.log.has(/TLS handshake failed: .*not issued by a trusted CA/),
+        3000,
+        "refusal log",
+      );
+      const trusted = await sClient(proxy.port, [
+        "-cert",
+        certs.clientCert,
+        "-key",
+        certs.clientKey,
+      ], GET);
+      assert.match(trusted.text, /HTTP\/1\.1 405 Method Not Allowed/);
+    } finally {
+      await proxy.stop();
+      await target.close();
+    }
+  }));
+
+Deno.test("passphrase-protected keys: --key-password, --key-password-file, $WEBSOCKIFY_KEY_PASSWORD; a wrong one fails at startup", () =>
+  withCerts(async () => {
+    const target = echoTarget();
+    const passwordFile = `${certs.dir}/password.txt`;
+    await Deno.writeTextFile(passwordFile, certs.password + "\n");
+    const base = [
+      `127.0.0.1:${target.port}`,
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.encryptedKey}`,
+    ];
+    try {
+      for (
+        const extra of [[`--key-password=${certs.password}`], [
+          `--key-password-file=${passwordFile}`,
+        ]]
+      ) {
+        const proxy = await startProxy([...base, ...extra]);
+        assert.match((await sClient(proxy.port, [], GET)).text, /HTTP\/1\.1 405/, extra.join(" "));
+        await proxy.stop();
+      }
+      const viaEnv = new ProxyProcess(["127.0.0.1:0", ...base], {
+        env: { WEBSOCKIFY_KEY_PASSWORD: certs.password },
+      });
+      const port = await viaEnv.port();
+      assert.match((await sClient(port, [], GET)).text, /HTTP\/1\.1 405/);
+      await viaEnv.stop();
+      const wrong = new ProxyProcess(["127.0.0.1:0", ...base, "--key-password=wrong"]);
+      assert.equal((await wrong.status()).code, 1);
+      assert.match(wrong.stderr, /cannot use the certificate .*wrong --key-password/);
+    } finally {
+      await target.close();
+    }
+  }));
+
+Deno.test("values the TLS stack cannot honour are said at startup", async () => {
+  const ciphers = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", "--ssl-ciphers=HIGH:!aNULL"]);
+  assert.equal((await ciphers.status()).code, 2);
+  assert.match(ciphers.stderr, /--ssl-ciphers: .*cannot restrict cipher suites/);
+  const old = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", "--ssl-version=tlsv1_1"]);
+  await old.port();
+  assert.match(old.stderr, /note: --ssl-version tlsv1_1: TLS 1\.0 and 1\.1 are not offered/);
+  await old.stop();
+  const bad = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", "--ssl-version=sslv3"]);
+  assert.equal((await bad.status()).code, 2);
+  assert.match(bad.stderr, /invalid choice: 'sslv3'/);
+});
+
+Deno.test("--ssl-target: TLS to the target, verified (with --ssl-target-cafile for a private CA)", () =>
+  withCerts(async () => {
+    const listener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(certs.serverCert),
+      key: await Deno.readTextFile(certs.serverKey),
+    });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const serving = (async () => {
+      for await (const conn of listener) {
+        (async () => {
+          const buffer = new Uint8Array(1024);
+          let n: number | null;
+          try {
+            while ((n = await conn.read(buffer)) !== null) {
+              await writeAll(conn, buffer.subarray(0, n));
+            }
+          } catch { /* refused handshakes end here */ }
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        })();
+      }
+    })().catch(() => {});
+    const trusted = await startProxy([
+      `localhost:${port}`,
+      "--ssl-target",
+      `--ssl-target-cafile=${certs.ca}`,
+    ]);
+    const untrusted = await startProxy([`localhost:${port}`, "--ssl-target"]);
+    try {
+      const client = await RawClient.open(trusted.port);
+      await client.sendFrame(Opcode.Binary, "encrypted hop");
+      assert.equal(new TextDecoder().decode(await client.readData(13)), "encrypted hop");
+      client.close();
+      assert.ok(trusted.log.has(new RegExp(`connecting to: localhost:${port} \\(using SSL\\)`)));
+      const refused = await RawClient.open(untrusted.port);
+      assert.equal((await refused.nextClose())?.code, 1011);
+      refused.close();
+      assert.ok(
+        untrusted.log.has(/Failed to connect to localhost:\d+: .*(certificate|UnknownIssuer)/i),
+      );
+    } finally {
+      await trusted.stop();
+      await untrusted.stop();
+      listener.close();
+      await serving;
+    }
+  }));
