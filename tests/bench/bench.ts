@@ -4,7 +4,7 @@
  *
  *   deno task bench                 # everything
  *   deno task bench --quick         # smaller transfers and connection counts (a smoke run)
- *   deno task bench --only=concurrency,stall
+ *   deno task bench --only=concurrency,stall       (parts: throughput, tls, latency, handshakes, concurrency, stall)
  *
  * The client is this process, speaking raw WebSocket with pre-masked 64 KiB frames (so client-side masking costs
  * nothing and does not cap the figures). The target is tests/bench/target.ts in its own process. Proxy CPU comes
@@ -15,10 +15,11 @@
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
 import { findHeadEnd } from "../../lib/http.ts";
+import { makeCerts, type TestCerts } from "../certs.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");
-/** `--only=throughput,latency,handshakes,concurrency,stall` runs just those parts. */
+/** `--only=throughput,tls,latency,handshakes,concurrency,stall` runs just those parts. */
 const ONLY = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 const MiB = 1024 * 1024;
@@ -29,7 +30,10 @@ const CONCURRENCY = QUICK ? [200] : [1000, 9000];
 const PYTHON_MAX_CONNECTIONS = 1000; // one forked process per connection: 9,000 would not fit in memory
 const PYTHON_WEBSOCKIFY = "/usr/bin/websockify";
 
-type Variant = "direct" | "deno" | "python";
+type Variant = "direct" | "deno" | "python" | "deno-tls" | "python-tls";
+/** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
+let certs: TestCerts | undefined;
+const isTls = (variant: Variant) => variant.endsWith("-tls");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- processes -------------------------------------------------------------------------------------------------
@@ -154,7 +158,8 @@ async function startProxy(
   targetPort: number,
 ): Promise<{ port: number; proc?: Proc }> {
   if (variant === "direct") return { port: targetPort };
-  if (variant === "deno") {
+  const tlsArgs = isTls(variant) ? [`--cert=${certs!.combined}`] : [];
+  if (variant === "deno" || variant === "deno-tls") {
     const proc = new Proc(Deno.execPath(), [
       "run",
       "-A",
@@ -162,12 +167,17 @@ async function startProxy(
       `${ROOT}main.ts`,
       "127.0.0.1:0",
       `127.0.0.1:${targetPort}`,
+      ...tlsArgs,
     ]);
     const match = await proc.waitFor(/Listen on 127\.0\.0\.1:(\d+)/);
     return { port: Number(match[1]), proc };
   }
   const port = freePort();
-  const proc = new Proc(PYTHON_WEBSOCKIFY, [`127.0.0.1:${port}`, `127.0.0.1:${targetPort}`]);
+  const proc = new Proc(PYTHON_WEBSOCKIFY, [
+    `127.0.0.1:${port}`,
+    `127.0.0.1:${targetPort}`,
+    ...tlsArgs,
+  ]);
   await proc.waitFor(/proxying from/);
   for (let i = 0; i < 100; i++) {
     try {
@@ -199,8 +209,18 @@ class Channel {
   }
 
   static async open(variant: Variant, port: number): Promise<Channel> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.setNoDelay(true);
+    let conn: Deno.Conn;
+    if (isTls(variant)) {
+      conn = await Deno.connectTls({
+        hostname: "localhost",
+        port,
+        caCerts: [Deno.readTextFileSync(certs!.ca)],
+      });
+    } else {
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+      tcp.setNoDelay(true);
+      conn = tcp;
+    }
     if (variant === "direct") return new Channel(conn, false, new Uint8Array(0));
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
     await writeAll(
@@ -526,6 +546,36 @@ async function main() {
       ratio(r.deno.mbPerCpuSecond, r.python.mbPerCpuSecond),
       "-",
     ]);
+  }
+
+  if (wanted("tls")) {
+    certs = await makeCerts();
+    try {
+      for (const [label, mode] of transfers) {
+        const deno = await measureTransfer("deno-tls", mode);
+        const python = await measureTransfer("python-tls", mode);
+        console.error(`wss ${label}: deno ${fmt(deno.mbps)} MB/s, python ${fmt(python.mbps)} MB/s`);
+        results[`tls-${mode}`] = { deno, python };
+        row([
+          `wss ${label}`,
+          "-",
+          fmt(deno.mbps),
+          fmt(python.mbps),
+          ratio(deno.mbps, python.mbps),
+          "-",
+        ]);
+        row([
+          `wss ${label.split(" ")[0]} MB per proxy CPU-second`,
+          "-",
+          fmt(deno.mbPerCpuSecond),
+          fmt(python.mbPerCpuSecond),
+          ratio(deno.mbPerCpuSecond, python.mbPerCpuSecond),
+          "-",
+        ]);
+      }
+    } finally {
+      await certs.remove();
+    }
   }
 
   const latency: Record<Variant, { p50: number; p99: number }> = {} as never;
