@@ -38,7 +38,7 @@ fi
 mkdir -p "$(dirname "$output")"
 log=$(mktemp)
 if ! deno compile --frozen \
-  --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys \
+  --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys --unstable-net \
   ${target:+--target "$target"} "${includes[@]}" --output "$output" main.ts >"$log" 2>&1; then
   cat "$log" >&2
   if grep -qiE 'denort|dl\.deno\.land|error sending request|dns error' "$log"; then

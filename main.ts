@@ -3,14 +3,18 @@
  *
  *     deno run -A main.ts [options] [source_addr:]source_port target_addr:target_port
  *
- * This file only wires: command line -> server -> signals -> exit code.
+ * This file only wires: command line -> checks -> (daemon) -> logging -> listener -> wrapped program -> server ->
+ * signals -> exit code.
  *
  * @module
  */
 
-import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
+import { helpText, parseCommandLine, type Settings, USAGE, UsageError } from "./lib/cli.ts";
+import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
+import { type Acceptor, openListener } from "./lib/listen.ts";
 import { Logger } from "./lib/log.ts";
-import { checkSettings, openListener, ProxyServer } from "./lib/server.ts";
+import { FACILITY, FileSink, SyslogSink } from "./lib/logsinks.ts";
+import { checkSettings, ProxyServer } from "./lib/server.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -32,7 +36,57 @@ async function main(argv: string[]): Promise<number> {
   const { settings } = command;
   const log = new Logger();
   log.verbose = settings.verbose;
+  const inDaemon = Deno.env.get(DAEMON_ENV) !== undefined;
 
+  // What can be checked before listening is checked now, with a clear message.
+  if (!inDaemon) { for (const note of settings.notes) log.warning(`note: ${note}`); }
+  const problem = await checkSettings(settings);
+  if (problem) {
+    reportDaemonStatus(`error: ${problem.message}`);
+    console.error(`${PROGRAM}: error: ${problem.message}`);
+    return problem.exitCode;
+  }
+  if (settings.daemon && !inDaemon) return await startDaemon(log);
+  if (inDaemon) Deno.chdir("/");
+
+  const closeSinks = await openLogSinks(settings, log);
+  if (closeSinks === undefined) return 1;
+  try {
+    return await serve(settings, log);
+  } finally {
+    closeSinks();
+  }
+}
+
+/** --log-file and --syslog, besides stderr. Returns their closer, or undefined after logging why it failed. */
+async function openLogSinks(settings: Settings, log: Logger): Promise<(() => void) | undefined> {
+  const opened: { close(): void }[] = [];
+  try {
+    if (settings.logFile) {
+      const sink = new FileSink(settings.logFile);
+      opened.push(sink);
+      log.sinks.push(sink);
+    }
+    if (settings.syslog) {
+      const sink = await SyslogSink.open(settings.syslog, {
+        facility: settings.daemon ? FACILITY.daemon : FACILITY.user,
+        legacy: settings.legacySyslog,
+        hostname: Deno.hostname(),
+        pid: Deno.pid,
+      });
+      opened.push(sink);
+      log.sinks.push(sink);
+    }
+  } catch (error) {
+    for (const sink of opened) sink.close();
+    reportDaemonStatus(`error: ${describeError(error)}`);
+    log.error(describeError(error));
+    return undefined;
+  }
+  return () => opened.forEach((sink) => sink.close());
+}
+
+async function serve(settings: Settings, log: Logger): Promise<number> {
   // Last line of defence: one connection's bug must never take the others down.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
@@ -45,21 +99,15 @@ async function main(argv: string[]): Promise<number> {
     log.error(`internal error (uncaught exception): ${describeError(event.error)}`);
   });
 
-  // What can be checked before listening is checked now, with a clear message.
-  for (const note of settings.notes) log.warning(`note: ${note}`);
-  const problem = await checkSettings(settings);
-  if (problem) {
-    console.error(`${PROGRAM}: error: ${problem.message}`);
-    return problem.exitCode;
-  }
-
-  let listener: Deno.Listener;
+  let listener: Acceptor;
   try {
     listener = await openListener(settings.listen);
   } catch (error) {
+    reportDaemonStatus(`error: Opening socket failed: ${describeError(error)}`);
     log.error(`Opening socket failed: ${describeError(error)}`);
     return 1;
   }
+
   // Wrap mode: the program's bind() to our port is moved to a free loopback port, where sessions go.
   let wrapped: WrappedProgram | undefined;
   let library: Awaited<ReturnType<typeof preparePreloadLibrary>> | undefined;
@@ -71,6 +119,7 @@ async function main(argv: string[]): Promise<number> {
     } catch (error) {
       listener.close();
       await library?.dispose();
+      reportDaemonStatus(`error: ${describeError(error)}`);
       log.error(describeError(error));
       return 1;
     }
@@ -106,6 +155,8 @@ async function main(argv: string[]): Promise<number> {
       server.shutdown();
     });
   }
+  if (settings.pidFile) Deno.writeTextFileSync(settings.pidFile, `${Deno.pid}\n`);
+  reportDaemonStatus(`ok ${Deno.pid} ${server.listenText}`);
 
   const stop = (signal: string) => {
     log.info(`${signal} received, shutting down`);
@@ -119,6 +170,7 @@ async function main(argv: string[]): Promise<number> {
   await server.serve();
   await wrapped?.stop();
   await library?.dispose();
+  if (settings.pidFile) await Deno.remove(settings.pidFile).catch(() => {});
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);
   return exitCode;

@@ -13,7 +13,8 @@ export { UsageError };
 /** Where the proxy listens. `hostname` "" means every interface, IPv4 and IPv6. */
 export type ListenSpec =
   | { kind: "tcp"; hostname: string; port: number }
-  | { kind: "unix"; path: string; mode: number };
+  | { kind: "unix"; path: string; mode: number }
+  | { kind: "inetd" };
 
 /**
  * Where a session's bytes go. `command` is a wrapped program: its port is chosen at start (0 until then).
@@ -60,6 +61,19 @@ export interface Settings {
   web: WebSettings | undefined;
   /** Startup notes about values the TLS stack honours only in part. */
   notes: string[];
+  /** `--record`: absolute base name of the session files (`<base>.<n>`). */
+  record: string | undefined;
+  traffic: boolean;
+  daemon: boolean;
+  pidFile: string | undefined;
+  runOnce: boolean;
+  /** Seconds; 0 = off. */
+  timeout: number;
+  idleTimeout: number;
+  heartbeat: number;
+  logFile: string | undefined;
+  syslog: string | undefined;
+  legacySyslog: boolean;
   verbose: boolean;
   preferIpv6: boolean;
 }
@@ -73,7 +87,6 @@ interface OptionDef extends OptionSpec {
   notYet?: string;
 }
 
-const OPS = "this operations feature is not available in this version yet";
 const PLUGINS = "token and auth plugins are not available in this version yet";
 
 /** Every option, in --help order. */
@@ -89,35 +102,36 @@ export const OPTIONS: OptionDef[] = [
     long: "traffic",
     takesValue: false,
     help: "per frame traffic glyphs on stdout",
-    notYet: OPS,
   },
   {
     long: "record",
     takesValue: true,
     metavar: "FILE",
     help: "record each WebSocket session to FILE.<n> (noVNC playback format)",
-    notYet: OPS,
   },
   {
     long: "daemon",
     short: "D",
     takesValue: false,
     help: "become a daemon (background process)",
-    notYet: OPS,
+  },
+  {
+    long: "pid-file",
+    takesValue: true,
+    metavar: "FILE",
+    help: "write the process id to FILE once listening (removed at exit)",
   },
   {
     long: "run-once",
     takesValue: false,
     help: "handle a single WebSocket connection and exit",
-    notYet: OPS,
   },
   {
     long: "timeout",
     takesValue: true,
     metavar: "SECONDS",
-    help: "after SECONDS, stop listening (0: never)",
+    help: "after SECONDS, stop listening; open sessions finish (0: never)",
     defaultText: "0",
-    notYet: OPS,
   },
   {
     long: "idle-timeout",
@@ -125,7 +139,6 @@ export const OPTIONS: OptionDef[] = [
     metavar: "SECONDS",
     help: "exit after SECONDS without an active connection (0: never)",
     defaultText: "0",
-    notYet: OPS,
   },
   {
     long: "cert",
@@ -214,8 +227,7 @@ export const OPTIONS: OptionDef[] = [
   {
     long: "inetd",
     takesValue: false,
-    help: "inetd mode: standard input is the listening socket",
-    notYet: OPS,
+    help: "inetd mode: standard input is the listening socket (no listen argument)",
   },
   {
     long: "web",
@@ -292,29 +304,25 @@ export const OPTIONS: OptionDef[] = [
     long: "heartbeat",
     takesValue: true,
     metavar: "SECONDS",
-    help: "send a ping to the client every SECONDS (0: never)",
+    help: "ping the client every SECONDS; close it after 2 unanswered (0: never)",
     defaultText: "0",
-    notYet: OPS,
   },
   {
     long: "log-file",
     takesValue: true,
     metavar: "FILE",
     help: "also write the log to FILE",
-    notYet: OPS,
   },
   {
     long: "syslog",
     takesValue: true,
     metavar: "SERVER",
     help: "also log to syslog: a unix socket path or UDP host:port",
-    notYet: OPS,
   },
   {
     long: "legacy-syslog",
     takesValue: false,
     help: "use the old BSD syslog header (with --syslog)",
-    notYet: OPS,
   },
   {
     long: "file-only",
@@ -325,6 +333,7 @@ export const OPTIONS: OptionDef[] = [
 
 export const USAGE = `Usage:
     websockify [options] [source_addr:]source_port target_addr:target_port
+    websockify [options] --inetd target_addr:target_port
     websockify [options] --unix-target=FILE [source_addr:]source_port
     websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
     websockify [options] --unix-listen=FILE target_addr:target_port`;
@@ -425,7 +434,12 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   const positionals = [...parsed.positionals];
   const unixListen = value("unix-listen");
   let listen: ListenSpec;
-  if (unixListen !== undefined) {
+  if (parsed.flags.has("inetd")) {
+    if (unixListen !== undefined) {
+      throw new UsageError("--inetd and --unix-listen cannot be used together");
+    }
+    listen = { kind: "inetd" };
+  } else if (unixListen !== undefined) {
     listen = {
       kind: "unix",
       path: resolve(cwd, unixListen),
@@ -458,6 +472,16 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     target = parseTarget(spec);
   }
   if (positionals.length > 0) throw new UsageError("Too many arguments");
+  if (parsed.flags.has("legacy-syslog") && value("syslog") === undefined) {
+    throw new UsageError("--legacy-syslog requires --syslog");
+  }
+  const seconds = (name: string) => {
+    const text = value(name) ?? "0";
+    if (!/^\d+$/.test(text)) {
+      throw new UsageError(`option --${name}: invalid integer value: '${text}'`);
+    }
+    return Number(text);
+  };
   if (parsed.flags.has("ssl-target")) {
     if (target.kind !== "tcp") throw new UsageError("--ssl-target needs a TCP target");
     target.tls = { cafile: path("ssl-target-cafile") };
@@ -474,6 +498,17 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       tls,
       web,
       notes,
+      record: path("record"),
+      traffic: parsed.flags.has("traffic"),
+      daemon: parsed.flags.has("daemon"),
+      pidFile: path("pid-file"),
+      runOnce: parsed.flags.has("run-once"),
+      timeout: seconds("timeout"),
+      idleTimeout: seconds("idle-timeout"),
+      heartbeat: seconds("heartbeat"),
+      logFile: path("log-file"),
+      syslog: value("syslog"),
+      legacySyslog: parsed.flags.has("legacy-syslog"),
       verbose: parsed.flags.has("verbose"),
       preferIpv6: parsed.flags.has("prefer-ipv6"),
     },

@@ -34,10 +34,24 @@ export interface RelayOptions {
   framing: Framing;
   /** Milliseconds to wait for the peers to finish closing once a close has begun. Default 3000. */
   closeTimeout?: number;
+  /** Send an empty ping this often (ms); a client that leaves two unanswered is closed as dead. 0: never. */
+  heartbeat?: number;
+  /** Sees the payload as it goes through (session recording, traffic glyphs). */
+  observer?: RelayObserver;
+}
+
+/** Hooks into the data path. They run synchronously: keep them cheap. */
+export interface RelayObserver {
+  /** Client payload, decoded, just written to the target. */
+  fromClient?(bytes: Uint8Array): void;
+  /** Target bytes, just framed to the client. */
+  fromTarget?(bytes: Uint8Array): void;
+  /** websockify's --traffic glyphs: `}` client read, `>` target write, `{` target read, `<` client write. */
+  traffic?(glyph: string): void;
 }
 
 /** Who ended the session. */
-export type ClosedBy = "client" | "target" | "server" | "client-dropped";
+export type ClosedBy = "client" | "target" | "server" | "client-dropped" | "heartbeat";
 
 /** What a finished session reports for its log line. */
 export interface RelayResult {
@@ -58,6 +72,10 @@ export class Relay {
   readonly #target: ByteStream;
   readonly #framing: Framing;
   readonly #closeTimeout: number;
+  readonly #observer: RelayObserver;
+  readonly #heartbeatMs: number;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #unansweredPings = 0;
   readonly #receiver = new Receiver();
   readonly #base64 = new Base64MessageDecoder();
   readonly #started = performance.now();
@@ -82,10 +100,13 @@ export class Relay {
     this.#target = target;
     this.#framing = options.framing;
     this.#closeTimeout = options.closeTimeout ?? 3000;
+    this.#observer = options.observer ?? {};
+    this.#heartbeatMs = options.heartbeat ?? 0;
   }
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
   async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
+    if (this.#heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     const targetPump = this.#pumpTarget();
     await this.#pumpClient(initial);
     // The client side is finished: let the target see EOF after everything it was sent, and wait (bounded) for
@@ -98,6 +119,7 @@ export class Relay {
     await targetPump;
     closeQuietly(this.#target);
     clearTimeout(this.#deadline);
+    clearInterval(this.#heartbeat);
     return {
       bytesFromClient: this.#bytesFromClient,
       bytesToClient: this.#bytesToClient,
@@ -106,6 +128,21 @@ export class Relay {
       closedBy: this.#closedBy,
       durationMs: performance.now() - this.#started,
     };
+  }
+
+  /** A heartbeat tick: ping the client, or give it up when it left the last two pings unanswered. */
+  #beat(): void {
+    if (this.#closeSent || this.#closeReceived || !this.#clientOpen) return;
+    if (this.#unansweredPings >= 2) {
+      this.#code = CloseCode.Abnormal;
+      this.#reason = "No answer to 2 heartbeat pings";
+      this.#closedBy = "heartbeat";
+      this.#clientOpen = false;
+      closeQuietly(this.#client); // a dead peer reads no close frame
+      return;
+    }
+    this.#unansweredPings++;
+    this.#sendToClient(encodeFrame(Opcode.Ping)).catch(() => {});
   }
 
   /** Server shutdown: close 1001 to the client, then the usual bounded close. */
@@ -126,6 +163,7 @@ export class Relay {
         const buffer = buffers.next();
         const n = await this.#client.read(buffer);
         if (n === null) return;
+        this.#observer.traffic?.("}");
         buffers.update(n);
         chunk = buffer.subarray(0, n);
       }
@@ -174,6 +212,7 @@ export class Relay {
         if (!this.#closeSent) await this.#sendToClient(encodeFrame(Opcode.Pong, event.payload));
         return false;
       case "pong":
+        this.#unansweredPings = 0;
         return false;
       case "close":
         this.#closeReceived = true;
@@ -207,6 +246,8 @@ export class Relay {
     try {
       await writeAll(this.#target, bytes);
       this.#bytesFromClient += bytes.length;
+      this.#observer.fromClient?.(bytes);
+      this.#observer.traffic?.(">");
     } catch {
       this.#targetWritable = false;
       this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
@@ -223,6 +264,7 @@ export class Relay {
         const buffer = buffers.next();
         const n = await this.#target.read(buffer.subarray(headroom));
         if (n === null) break;
+        this.#observer.traffic?.("{");
         buffers.update(n);
         // Once the client is closing or gone, target data has nowhere to go: drain it until EOF, drop it.
         if (!this.#clientOpen || this.#closeSent || this.#closeReceived) continue;
@@ -236,6 +278,8 @@ export class Relay {
           await this.#sendToClient(buffer.subarray(start, headroom + n));
         }
         this.#bytesToClient += n;
+        this.#observer.fromTarget?.(buffer.subarray(headroom, headroom + n));
+        this.#observer.traffic?.("<");
       }
       this.#targetEnded = true;
       this.#sendClose(CloseCode.Normal, "Target closed", "target");

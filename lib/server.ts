@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { ListenSpec, Settings, TargetSpec } from "./cli.ts";
+import type { Settings, TargetSpec } from "./cli.ts";
 import {
   errorResponse,
   type HttpRequest,
@@ -20,13 +20,20 @@ import {
   STATUS_TEXT,
 } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
-import { describeAddress, formatHostPort, type Logger } from "./log.ts";
-import { Relay, type RelayResult } from "./relay.ts";
+import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
+import { describeAddress, type Logger } from "./log.ts";
+import { SessionRecorder } from "./record.ts";
+import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
 import { acceptTls, loadCredentials, type TlsStream } from "./tls.ts";
 import { serveStatic } from "./web.ts";
 import { CloseCode, encodeClosePayload, encodeFrame, Opcode } from "./websocket/frames.ts";
-import { isUpgradeRequest, negotiate, switchingProtocols } from "./websocket/handshake.ts";
+import {
+  type Accepted,
+  isUpgradeRequest,
+  negotiate,
+  switchingProtocols,
+} from "./websocket/handshake.ts";
 
 /** Time limits, in milliseconds. The defaults are websockify's where it has one. */
 export interface ServerTimeouts {
@@ -56,35 +63,6 @@ const CONNECTING = {
 
 /** Methods Python websockify answers with 405 (the rest get 501). */
 const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-
-/** Opens the listening socket. Throws (with the OS reason) when it cannot. */
-export async function openListener(spec: ListenSpec): Promise<Deno.Listener> {
-  if (spec.kind === "unix") {
-    await removeStaleSocket(spec.path);
-    const listener = Deno.listen({ transport: "unix", path: spec.path });
-    await Deno.chmod(spec.path, spec.mode);
-    return listener;
-  }
-  if (spec.hostname === "") {
-    // Every interface: one dual-stack socket on "::" serves IPv4 and IPv6 alike; where IPv6 is off, IPv4 only.
-    try {
-      return Deno.listen({ hostname: "::", port: spec.port });
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) throw error;
-      return Deno.listen({ hostname: "0.0.0.0", port: spec.port });
-    }
-  }
-  return Deno.listen({ hostname: spec.hostname, port: spec.port });
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const info = await Deno.lstat(path);
-    if (info.isSocket) await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
 
 /**
  * Startup checks that need the file system: a usable certificate (a wrong key password is found now, not at the
@@ -119,13 +97,6 @@ export async function checkSettings(
   return undefined;
 }
 
-/** `:6080`, `127.0.0.1:6080`, `[::1]:6080` or the socket path, as the banner shows the listen address. */
-export function describeListener(spec: ListenSpec, listener: Deno.Listener): string {
-  if (spec.kind === "unix") return spec.path;
-  const port = (listener.addr as Deno.NetAddr).port;
-  return spec.hostname === "" ? `:${port}` : formatHostPort(spec.hostname, port);
-}
-
 function isOutOfDescriptors(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
   return /Too many open files|EMFILE|ENFILE/i.test(message);
@@ -138,18 +109,21 @@ export class ProxyServer {
   readonly #settings: Settings;
   readonly #log: Logger;
   readonly #timeouts: ServerTimeouts;
-  readonly #listener: Deno.Listener;
+  readonly #listener: Acceptor;
   readonly #listenText: string;
   readonly #handlers = new Set<Promise<void>>();
   /** Connections not yet relaying (closed outright on shutdown). */
-  readonly #pending = new Set<Deno.Conn>();
+  readonly #pending = new Set<ClientConn>();
   readonly #relays = new Set<Relay>();
   #stopping = false;
   #served: Promise<void> | undefined;
+  /** Every accepted connection counts (it numbers the --record files, as in Python). */
+  #connectionCount = 0;
+  #acceptingStopped = false;
 
   constructor(
     settings: Settings,
-    listener: Deno.Listener,
+    listener: Acceptor,
     log: Logger,
     timeouts: ServerTimeouts = DEFAULT_TIMEOUTS,
   ) {
@@ -172,6 +146,8 @@ export class ProxyServer {
       "WebSocket server settings:",
       listen.kind === "unix"
         ? `  - Listen on unix socket ${this.#listenText}`
+        : listen.kind === "inetd"
+        ? "  - Listen for inetd connections"
         : `  - Listen on ${this.#listenText}`,
     ];
     if (web) {
@@ -185,6 +161,8 @@ export class ProxyServer {
       certificateExists(tls.cert) ? "  - SSL/TLS support" : "  - No SSL/TLS support (no cert file)",
     );
     if (tls.only) lines.push("  - Deny non-SSL/TLS connections");
+    if (this.#settings.daemon) lines.push("  - Backgrounding (daemon)");
+    if (this.#settings.record) lines.push(`  - Recording to '${this.#settings.record}.*'`);
     lines.push(
       `  - proxying from ${this.#listenText} to ${describeTarget(target)}${usingSsl(target)}`,
     );
@@ -197,14 +175,53 @@ export class ProxyServer {
     return this.#served;
   }
 
+  /** Stops accepting; open connections finish on their own, then `serve` resolves. */
+  stopAccepting(reason?: string): void {
+    if (this.#acceptingStopped) return;
+    this.#acceptingStopped = true;
+    if (reason) this.#log.info(reason);
+    closeQuietly(this.#listener);
+  }
+
+  /** --timeout and --idle-timeout, checked once a second as Python does. */
+  #startLifetimeChecks(): () => void {
+    const { timeout, idleTimeout } = this.#settings;
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    if (timeout > 0) {
+      timers.push(
+        setTimeout(
+          () => this.stopAccepting(`listener exit due to --timeout ${timeout}`),
+          timeout * 1000,
+        ),
+      );
+    }
+    if (idleTimeout > 0) {
+      let idleSince: number | undefined = performance.now();
+      timers.push(setInterval(() => {
+        if (this.#handlers.size > 0) {
+          idleSince = undefined;
+        } else {
+          idleSince ??= performance.now();
+          if (performance.now() - idleSince >= idleTimeout * 1000) {
+            this.stopAccepting(`listener exit due to --idle-timeout ${idleTimeout}`);
+          }
+        }
+      }, Math.min(1000, idleTimeout * 1000)));
+    }
+    return () => timers.forEach((timer) => clearTimeout(timer));
+  }
+
   async #acceptLoop(): Promise<void> {
+    const stopChecks = this.#startLifetimeChecks();
     let backoff = 0;
-    while (!this.#stopping) {
-      let conn: Deno.Conn;
+    while (!this.#stopping && !this.#acceptingStopped) {
+      let conn: ClientConn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
-        if (this.#stopping || error instanceof Deno.errors.BadResource) break;
+        if (this.#stopping || this.#acceptingStopped || error instanceof Deno.errors.BadResource) {
+          break;
+        }
         if (isOutOfDescriptors(error)) {
           // Out of file descriptors: keep serving the open connections and try again once some are freed.
           if (backoff === 0) {
@@ -226,12 +243,13 @@ export class ProxyServer {
         this.#log.info("accepting connections again");
         backoff = 0;
       }
-      const handler = this.#handle(conn).catch((error) => {
+      const handler = this.#handle(conn, ++this.#connectionCount).catch((error) => {
         this.#log.error(`handler exception: ${describeError(error)}`);
       });
       this.#handlers.add(handler);
       handler.finally(() => this.#handlers.delete(handler));
     }
+    stopChecks();
     await Promise.all(this.#handlers);
     if (this.#settings.listen.kind === "unix") {
       await Deno.remove(this.#settings.listen.path).catch(() => {});
@@ -257,14 +275,16 @@ export class ProxyServer {
 
   // ---- one connection --------------------------------------------------------------------------------------
 
-  async #handle(conn: Deno.Conn): Promise<void> {
+  async #handle(conn: ClientConn, number: number): Promise<void> {
     const client = this.#settings.listen.kind === "unix"
       ? this.#listenText
       : describeAddress(conn.remoteAddr);
     this.#pending.add(conn);
     let stream: ByteStream = conn;
     try {
-      if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+      if ("setNoDelay" in conn && conn.remoteAddr.transport === "tcp") {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      }
       // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
       const first = await this.#withDeadline(
         conn,
@@ -286,7 +306,7 @@ export class ProxyServer {
       } else if (first[0] === 0x3c && await this.#answerFlashPolicy(conn, first)) {
         return;
       }
-      await this.#serveHttp(stream, conn, client, secure, initial);
+      await this.#serveHttp(stream, conn, client, secure, initial, number);
     } finally {
       this.#pending.delete(conn);
       closeQuietly(stream);
@@ -317,7 +337,7 @@ export class ProxyServer {
 
   /** TLS on this connection: the certificate is read now, so a renewed one is used without a restart. */
   async #startTls(
-    conn: Deno.Conn,
+    conn: ClientConn,
     sniffed: Uint8Array,
     client: string,
   ): Promise<TlsStream | undefined> {
@@ -355,7 +375,7 @@ export class ProxyServer {
   }
 
   /** The Flash cross-domain policy request of old web-socket-js clients: answer, then close. */
-  async #answerFlashPolicy(conn: Deno.Conn, first: Uint8Array): Promise<boolean> {
+  async #answerFlashPolicy(conn: ClientConn, first: Uint8Array): Promise<boolean> {
     let bytes = first;
     while (bytes.length < FLASH_REQUEST.length && FLASH_REQUEST.startsWith(latin1.decode(bytes))) {
       const more = await this.#withDeadline(conn, this.#timeouts.head, () => readSome(conn, 64));
@@ -370,10 +390,11 @@ export class ProxyServer {
   /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */
   async #serveHttp(
     stream: ByteStream,
-    conn: Deno.Conn,
+    conn: ClientConn,
     client: string,
     secure: boolean,
     initial: Uint8Array,
+    number: number,
   ): Promise<void> {
     let bytes = initial;
     for (let served = 0;; served++) {
@@ -382,7 +403,7 @@ export class ProxyServer {
       if (!next) return;
       const { request, rest } = next;
       if (isUpgradeRequest(request)) {
-        await this.#upgrade(stream, conn, client, secure, request, rest);
+        await this.#upgrade(stream, conn, client, secure, request, rest, number);
         return;
       }
       const web = this.#settings.web;
@@ -473,11 +494,12 @@ export class ProxyServer {
 
   async #upgrade(
     stream: ByteStream,
-    conn: Deno.Conn,
+    conn: ClientConn,
     client: string,
     secure: boolean,
     request: HttpRequest,
     rest: Uint8Array,
+    number: number,
   ): Promise<void> {
     const verdict = negotiate(request);
     if ("status" in verdict) {
@@ -497,6 +519,26 @@ export class ProxyServer {
     );
     if (request.target !== "/") this.#log.request(client, `${client}: Path: '${request.target}'`);
 
+    // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
+    if (this.#settings.runOnce) this.stopAccepting();
+    try {
+      await this.#session(stream, conn, client, verdict, rest, number);
+    } finally {
+      if (this.#settings.runOnce) {
+        this.#log.info(`${client}: exiting due to --run-once`);
+        this.shutdown();
+      }
+    }
+  }
+
+  async #session(
+    stream: ByteStream,
+    conn: ClientConn,
+    client: string,
+    verdict: Accepted,
+    rest: Uint8Array,
+    number: number,
+  ): Promise<void> {
     const target: TargetSpec = this.#settings.target;
     const targetText = describeTarget(target);
     try {
@@ -523,9 +565,27 @@ export class ProxyServer {
       return;
     }
 
+    const observer: RelayObserver = {};
+    let recorder: SessionRecorder | undefined;
+    if (this.#settings.record) {
+      try {
+        recorder = SessionRecorder.open(this.#settings.record, number);
+        this.#log.request(client, `opening record file: ${recorder.path}`);
+        observer.fromClient = (bytes) => recorder!.fromClient(bytes);
+        observer.fromTarget = (bytes) => recorder!.fromTarget(bytes);
+      } catch (error) {
+        this.#log.request(client, `cannot open the record file: ${describeError(error)}`, "error");
+      }
+    }
+    if (this.#settings.traffic) {
+      writeStdout(TRAFFIC_LEGEND);
+      observer.traffic = writeStdout;
+    }
     const relay = new Relay(stream, targetStream, {
       framing: verdict.framing,
       closeTimeout: this.#timeouts.close,
+      heartbeat: this.#settings.heartbeat * 1000,
+      observer,
     });
     // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
     this.#pending.delete(conn);
@@ -535,6 +595,7 @@ export class ProxyServer {
       result = await relay.run(rest);
     } finally {
       this.#relays.delete(relay);
+      recorder?.close();
     }
     this.#logSessionEnd(client, targetText, result);
   }
@@ -566,6 +627,28 @@ export class ProxyServer {
 }
 
 const latin1 = new TextDecoder("latin1");
+
+/** Printed on stdout at the start of each session with --traffic, as Python does. */
+const TRAFFIC_LEGEND = `Traffic Legend:
+    } - Client receive
+    }. - Client receive partial
+    { - Target receive
+
+    > - Target send
+    >. - Target send partial
+    < - Client send
+    <. - Client send partial
+`;
+
+const stdoutEncoder = new TextEncoder();
+
+function writeStdout(text: string): void {
+  try {
+    Deno.stdout.writeSync(stdoutEncoder.encode(text));
+  } catch {
+    // stdout closed (daemonized): traffic glyphs are best effort.
+  }
+}
 
 /** Old Flash clients (web-socket-js) asked for this before connecting. */
 const FLASH_REQUEST = "<policy-file-request/>";

@@ -13,6 +13,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
+import { NodeSocketStream } from "./nodesocket.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 
 /** The TLS side of the settings. */
@@ -129,8 +130,8 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
 const SMALL_CIPHERTEXT_READ = 4 * 1024;
 const LARGE_CIPHERTEXT_READ = 128 * 1024;
 
-/** A node Duplex over a Deno.Conn that first replays bytes already read from it. Pull-based: backpressure. */
-function connDuplex(conn: Deno.Conn, replay: Uint8Array): Duplex {
+/** A node Duplex over a byte stream that first replays bytes already read from it. Pull-based: backpressure. */
+function connDuplex(conn: ByteStream, replay: Uint8Array): Duplex {
   let pending: Uint8Array | undefined = replay.length > 0 ? replay : undefined;
   // Each read hands its buffer to the stream, so every read needs a fresh one: small while the peer is quiet
   // (an idle connection waits on it), large once reads come back full (128 KiB measured 1.2x the wss
@@ -172,79 +173,16 @@ function connDuplex(conn: Deno.Conn, replay: Uint8Array): Duplex {
 }
 
 /** A decrypted TLS connection as a ByteStream. */
-export class TlsStream implements ByteStream {
-  readonly socket: tls.TLSSocket;
-  readonly #conn: Deno.Conn;
-  #leftover: Uint8Array | undefined;
-  #ended = false;
-  #failure: Error | undefined;
-  #wake: (() => void) | undefined;
+export class TlsStream extends NodeSocketStream {
+  declare readonly socket: tls.TLSSocket;
 
-  constructor(socket: tls.TLSSocket, conn: Deno.Conn) {
-    this.socket = socket;
-    this.#conn = conn;
-    const wake = () => {
-      const resolve = this.#wake;
-      this.#wake = undefined;
-      resolve?.();
-    };
-    socket.on("readable", wake);
-    socket.on("end", () => {
-      this.#ended = true;
-      wake();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      wake();
-    });
-    socket.on("error", (error: Error) => {
-      this.#failure = error;
-      wake();
-    });
+  constructor(socket: tls.TLSSocket, conn: ByteStream) {
+    super(socket, () => closeQuietly(conn));
   }
 
   /** The negotiated protocol, e.g. `TLSv1.3`. */
   get protocol(): string | null {
     return this.socket.getProtocol();
-  }
-
-  async read(buffer: Uint8Array): Promise<number | null> {
-    while (true) {
-      const chunk: Uint8Array | null = this.#leftover ?? this.socket.read();
-      this.#leftover = undefined;
-      if (chunk && chunk.length > 0) {
-        const n = Math.min(chunk.length, buffer.length);
-        buffer.set(chunk.subarray(0, n));
-        if (n < chunk.length) this.#leftover = chunk.subarray(n);
-        return n;
-      }
-      if (this.#failure) throw this.#failure;
-      if (this.#ended || this.socket.destroyed) return null;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    // The callback fires once the record is encrypted and written: the caller may then reuse `data`.
-    return new Promise((resolve, reject) => {
-      this.socket.write(
-        data,
-        (error?: Error | null) => error ? reject(error) : resolve(data.length),
-      );
-    });
-  }
-
-  closeWrite(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.socket.writableEnded) return resolve();
-      this.socket.end(() => resolve());
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-    closeQuietly(this.#conn);
   }
 }
 
@@ -253,7 +191,7 @@ export class TlsStream implements ByteStream {
  * decrypted stream. Rejects with TlsError on failure; the connection is then closed.
  */
 export async function acceptTls(
-  conn: Deno.Conn,
+  conn: ByteStream,
   sniffed: Uint8Array,
   options: TlsOptions,
   credentials: Credentials,

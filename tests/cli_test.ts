@@ -103,7 +103,10 @@ Deno.test("usage errors name the problem", () => {
 
 Deno.test("options of features not in this build fail clearly instead of being ignored", () => {
   usageError(["6080", "h:1", "--token-plugin=TokenFile"], /--token-plugin: .* not available/);
-  usageError(["6080", "h:1", "--record", "/tmp/r"], /--record: .* not available/);
+  usageError(["6080", "h:1", "--auth-plugin", "BasicHTTPAuth"], /--auth-plugin: .* not available/);
+  usageError(["6080", "h:1", "--timeout=soon"], /option --timeout: invalid integer value: 'soon'/);
+  usageError(["6080", "h:1", "--legacy-syslog"], /--legacy-syslog requires --syslog/);
+  usageError(["--inetd", "--unix-listen=/x", "h:1"], /cannot be used together/);
 });
 
 Deno.test("wrap mode: positionals after the listen address and after -- form the command", () => {
@@ -134,6 +137,11 @@ Deno.test("wrap mode: positionals after the listen address and after -- form the
   usageError(["5901", "--"], /no command to wrap/);
   usageError(["--unix-listen=/s", "--", "prog"], /needs a TCP listen port/);
   usageError(["5901", "--wrap-mode=x", "--", "prog"], /invalid choice: 'x'/);
+});
+
+Deno.test("--inetd takes no listen argument", () => {
+  assert.deepEqual(settings(["--inetd", "h:5900"]).listen, { kind: "inetd" });
+  assert.deepEqual(settings(["--inetd", "h:5900"]).target, { kind: "tcp", hostname: "h", port: 5900 });
 });
 
 Deno.test("--help lists every option with its default", () => {

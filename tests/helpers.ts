@@ -7,10 +7,10 @@ import { parseCommandLine, type Settings } from "../lib/cli.ts";
 import { findHeadEnd } from "../lib/http.ts";
 import { writeAll } from "../lib/io.ts";
 import { Logger, type LogSink } from "../lib/log.ts";
+import { openListener } from "../lib/listen.ts";
 import {
   checkSettings,
   DEFAULT_TIMEOUTS,
-  openListener,
   ProxyServer,
   type ServerTimeouts,
 } from "../lib/server.ts";

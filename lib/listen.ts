@@ -1,0 +1,137 @@
+/**
+ * Where connections come from: a TCP socket (dual-stack for a bare port), a unix socket, or, with --inetd, the
+ * already-listening socket inherited on standard input.
+ *
+ * @module
+ */
+
+import net from "node:net";
+import type { ListenSpec } from "./cli.ts";
+import type { ByteStream } from "./io.ts";
+import { formatHostPort } from "./log.ts";
+import { NodeSocketStream } from "./nodesocket.ts";
+
+/** An accepted client connection. `Deno.Conn` is one. */
+export interface ClientConn extends ByteStream {
+  readonly remoteAddr: Deno.Addr;
+}
+
+/** A source of client connections. `Deno.Listener` is one. */
+export interface Acceptor {
+  accept(): Promise<ClientConn>;
+  close(): void;
+  readonly addr: Deno.Addr;
+}
+
+/** Opens the listening socket. Throws (with the OS reason) when it cannot. */
+export async function openListener(spec: ListenSpec): Promise<Acceptor> {
+  if (spec.kind === "inetd") return await InetdAcceptor.open();
+  if (spec.kind === "unix") {
+    await removeStaleSocket(spec.path);
+    const listener = Deno.listen({ transport: "unix", path: spec.path });
+    await Deno.chmod(spec.path, spec.mode);
+    return listener;
+  }
+  if (spec.hostname === "") {
+    // Every interface: one dual-stack socket on "::" serves IPv4 and IPv6 alike; where IPv6 is off, IPv4 only.
+    try {
+      return Deno.listen({ hostname: "::", port: spec.port });
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) throw error;
+      return Deno.listen({ hostname: "0.0.0.0", port: spec.port });
+    }
+  }
+  return Deno.listen({ hostname: spec.hostname, port: spec.port });
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    const info = await Deno.lstat(path);
+    if (info.isSocket) await Deno.remove(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/** `:6080`, `127.0.0.1:6080`, `[::1]:6080`, the socket path, or `inetd`, as the banner shows it. */
+export function describeListener(spec: ListenSpec, acceptor: Acceptor): string {
+  if (spec.kind === "unix") return spec.path;
+  const address = acceptor.addr as Deno.NetAddr;
+  if (spec.kind === "inetd") return formatHostPort(address.hostname, address.port);
+  return spec.hostname === "" ? `:${address.port}` : formatHostPort(spec.hostname, address.port);
+}
+
+/** A client of the inherited socket, as a ByteStream with its address. */
+class InetdConn extends NodeSocketStream implements ClientConn {
+  readonly remoteAddr: Deno.Addr;
+  constructor(socket: net.Socket) {
+    super(socket);
+    socket.setNoDelay(true);
+    this.remoteAddr = {
+      transport: "tcp",
+      hostname: socket.remoteAddress ?? "unknown",
+      port: socket.remotePort ?? 0,
+    };
+  }
+}
+
+/**
+ * `--inetd` ("wait" style): file descriptor 0 is a listening socket, adopted with node:net's `listen({fd})` (Deno
+ * has no native API for it).
+ */
+class InetdAcceptor implements Acceptor {
+  readonly #server: net.Server;
+  readonly #queue: net.Socket[] = [];
+  #waiting: { resolve(conn: ClientConn): void; reject(error: Error): void } | undefined;
+  #closed = false;
+  addr: Deno.Addr = { transport: "tcp", hostname: "inetd", port: 0 };
+
+  private constructor(server: net.Server) {
+    this.#server = server;
+    server.on("connection", (socket: net.Socket) => {
+      socket.pause();
+      if (this.#waiting) {
+        const waiting = this.#waiting;
+        this.#waiting = undefined;
+        waiting.resolve(new InetdConn(socket));
+      } else {
+        this.#queue.push(socket);
+      }
+    });
+  }
+
+  static open(): Promise<InetdAcceptor> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ pauseOnConnect: true });
+      const acceptor = new InetdAcceptor(server);
+      server.once(
+        "error",
+        (error: Error) =>
+          reject(new Error(`--inetd: standard input is not a listening socket (${error.message})`)),
+      );
+      server.listen({ fd: 0 }, () => {
+        const address = server.address();
+        if (address && typeof address === "object") {
+          acceptor.addr = { transport: "tcp", hostname: address.address, port: address.port };
+        }
+        resolve(acceptor);
+      });
+    });
+  }
+
+  accept(): Promise<ClientConn> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("listener closed"));
+    const socket = this.#queue.shift();
+    if (socket) return Promise.resolve(new InetdConn(socket));
+    return new Promise((resolve, reject) => this.#waiting = { resolve, reject });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#server.close();
+    for (const socket of this.#queue.splice(0)) socket.destroy();
+    this.#waiting?.reject(new Deno.errors.BadResource("listener closed"));
+    this.#waiting = undefined;
+  }
+}

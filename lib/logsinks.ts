@@ -1,0 +1,159 @@
+/**
+ * Log destinations besides stderr: a file (`--log-file`) and syslog (`--syslog`), with websockify's framing.
+ *
+ * @module
+ */
+
+import dgram from "node:dgram";
+import type { Level, LogSink } from "./log.ts";
+
+const encoder = new TextEncoder();
+
+/** Appends every line to a file, synchronously (lines stay in order and survive an exit right after). */
+export class FileSink implements LogSink {
+  readonly #file: Deno.FsFile;
+
+  constructor(path: string) {
+    this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+
+  write(line: string): void {
+    try {
+      const bytes = encoder.encode(line + "\n");
+      for (let offset = 0; offset < bytes.length;) {
+        offset += this.#file.writeSync(bytes.subarray(offset));
+      }
+    } catch {
+      // A full disk must not take the proxy down.
+    }
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+}
+
+const SEVERITY: Record<Level, number> = { error: 3, warning: 4, info: 6, debug: 7 };
+/** Facilities: `daemon` when backgrounded (-D), `user` otherwise, as Python websockify. */
+export const FACILITY = { user: 1, daemon: 3 } as const;
+
+export interface SyslogFormat {
+  facility: number;
+  legacy: boolean;
+  hostname: string;
+  pid: number;
+}
+
+/**
+ * One syslog message: RFC 5424 `<PRI>1 2026-11-23T01:02:03Z host websockify PID - - msg` (UTF-8 with a BOM when
+ * not ASCII), or the legacy BSD `<PRI>websockify[PID]: msg`. Newlines become spaces.
+ */
+export function formatSyslog(
+  line: string,
+  level: Level,
+  format: SyslogFormat,
+  now = new Date(),
+): Uint8Array {
+  const priority = format.facility * 8 + SEVERITY[level];
+  const message = line.replace(/[\r\n]+/g, " ");
+  if (format.legacy) return encoder.encode(`<${priority}>websockify[${format.pid}]: ${message}`);
+  const timestamp = now.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const header = `<${priority}>1 ${timestamp} ${format.hostname} websockify ${format.pid} - - `;
+  // deno-lint-ignore no-control-regex
+  const bom = /^[\x00-\x7f]*$/.test(message) ? "" : "\ufeff";
+  return encoder.encode(header + bom + message);
+}
+
+type Transport =
+  | { kind: "udp"; socket: dgram.Socket; host: string; port: number }
+  | { kind: "unix-dgram"; conn: Deno.DatagramConn; path: string; local: string }
+  | { kind: "unix-stream"; conn: Deno.Conn };
+
+/**
+ * Sends log lines to syslog: a unix socket path (`/dev/log`, datagram or stream) or UDP `host[:port]` (514).
+ * Sends are fire-and-forget: a slow or absent syslog never blocks or stops the proxy.
+ */
+export class SyslogSink implements LogSink {
+  readonly #format: SyslogFormat;
+  readonly #transport: Transport;
+
+  private constructor(transport: Transport, format: SyslogFormat) {
+    this.#transport = transport;
+    this.#format = format;
+  }
+
+  static async open(address: string, format: SyslogFormat): Promise<SyslogSink> {
+    if (address.includes("/")) return new SyslogSink(await openUnix(address), format);
+    const colon = address.lastIndexOf(":");
+    const host = (colon > 0 ? address.slice(0, colon) : address).replace(/^\[|\]$/g, "");
+    const port = colon > 0 ? Number(address.slice(colon + 1)) : 514;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new Error(`--syslog: bad port in '${address}'`);
+    }
+    const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+    socket.on("error", () => {});
+    socket.unref();
+    return new SyslogSink({ kind: "udp", socket, host, port }, format);
+  }
+
+  write(line: string, level: Level): void {
+    const message = formatSyslog(line, level, this.#format);
+    const transport = this.#transport;
+    switch (transport.kind) {
+      case "udp":
+        transport.socket.send(message, transport.port, transport.host, () => {});
+        return;
+      case "unix-dgram":
+        transport.conn.send(message, { transport: "unixpacket", path: transport.path }).catch(
+          () => {},
+        );
+        return;
+      case "unix-stream": {
+        // Stream sockets need a delimiter between messages.
+        const framed = new Uint8Array(message.length + 1);
+        framed.set(message);
+        framed[message.length] = 0x0a;
+        transport.conn.write(framed).catch(() => {});
+        return;
+      }
+    }
+  }
+
+  close(): void {
+    const transport = this.#transport;
+    if (transport.kind === "udp") transport.socket.close();
+    if (transport.kind === "unix-dgram") {
+      transport.conn.close();
+      Deno.removeSync(transport.local);
+    }
+    if (transport.kind === "unix-stream") transport.conn.close();
+  }
+}
+
+/** A unix syslog socket: stream if it accepts a stream connection, else datagram (needs --unstable-net). */
+async function openUnix(path: string): Promise<Transport> {
+  try {
+    return { kind: "unix-stream", conn: await Deno.connect({ transport: "unix", path }) };
+  } catch (streamError) {
+    const listenDatagram = (Deno as unknown as { listenDatagram?: typeof Deno.listenDatagram })
+      .listenDatagram;
+    if (!listenDatagram) {
+      throw new Error(
+        `--syslog: cannot reach '${path}' as a stream socket (${
+          (streamError as Error).message
+        }); ` +
+          "datagram sockets such as /dev/log need Deno's --unstable-net flag (deno task start has it)",
+      );
+    }
+    const local = `${await Deno.makeTempDir({ prefix: "websockify-syslog-" })}/client.sock`;
+    const conn = listenDatagram({ transport: "unixpacket", path: local });
+    try {
+      await Deno.stat(path);
+    } catch (error) {
+      conn.close();
+      await Deno.remove(local).catch(() => {});
+      throw new Error(`--syslog: cannot reach '${path}': ${(error as Error).message}`);
+    }
+    return { kind: "unix-dgram", conn, path, local };
+  }
+}
