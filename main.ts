@@ -54,13 +54,16 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await serve(settings, log);
   } finally {
-    closeSinks();
+    await closeSinks();
   }
 }
 
 /** --log-file and --syslog, besides stderr. Returns their closer, or undefined after logging why it failed. */
-async function openLogSinks(settings: Settings, log: Logger): Promise<(() => void) | undefined> {
-  const opened: { close(): void }[] = [];
+async function openLogSinks(
+  settings: Settings,
+  log: Logger,
+): Promise<(() => Promise<void>) | undefined> {
+  const opened: { close(): void; flush?(): Promise<void> }[] = [];
   try {
     if (settings.logFile) {
       const sink = new FileSink(settings.logFile);
@@ -83,7 +86,12 @@ async function openLogSinks(settings: Settings, log: Logger): Promise<(() => voi
     log.error(describeError(error));
     return undefined;
   }
-  return () => opened.forEach((sink) => sink.close());
+  return async () => {
+    for (const sink of opened) {
+      await sink.flush?.();
+      sink.close();
+    }
+  };
 }
 
 async function serve(settings: Settings, log: Logger): Promise<number> {

@@ -33,6 +33,13 @@ export class FileSink implements LogSink {
   }
 }
 
+/** Backlog bound: beyond it, lines are dropped rather than memory grown. */
+const MAX_QUEUED = 1000;
+
+async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
+}
+
 const SEVERITY: Record<Level, number> = { error: 3, warning: 4, info: 6, debug: 7 };
 /** Facilities: `daemon` when backgrounded (-D), `user` otherwise, as Python websockify. */
 export const FACILITY = { user: 1, daemon: 3 } as const;
@@ -92,30 +99,55 @@ export class SyslogSink implements LogSink {
     }
     const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
     socket.on("error", () => {});
+    // Bound now: sends on an unbound socket wait in an implicit-bind queue that Deno's polyfill replays in
+    // reverse order (seen in tests).
+    await new Promise<void>((resolve) => socket.bind(0, resolve));
     socket.unref();
     return new SyslogSink({ kind: "udp", socket, host, port }, format);
   }
 
+  /** Messages waiting to be sent, oldest first; sends go one at a time so the order holds. */
+  readonly #queue: Uint8Array[] = [];
+  #sending = false;
+
   write(line: string, level: Level): void {
-    const message = formatSyslog(line, level, this.#format);
+    if (this.#queue.length >= MAX_QUEUED) return; // a syslog that cannot keep up loses lines, never memory
+    this.#queue.push(formatSyslog(line, level, this.#format));
+    if (!this.#sending) this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#sending = true;
+    while (this.#queue.length > 0) {
+      await this.#send(this.#queue.shift()!).catch(() => {});
+    }
+    this.#sending = false;
+  }
+
+  #send(message: Uint8Array): Promise<unknown> {
     const transport = this.#transport;
     switch (transport.kind) {
       case "udp":
-        transport.socket.send(message, transport.port, transport.host, () => {});
-        return;
-      case "unix-dgram":
-        transport.conn.send(message, { transport: "unixpacket", path: transport.path }).catch(
-          () => {},
+        return new Promise((resolve) =>
+          transport.socket.send(message, transport.port, transport.host, resolve)
         );
-        return;
+      case "unix-dgram":
+        return transport.conn.send(message, { transport: "unixpacket", path: transport.path });
       case "unix-stream": {
         // Stream sockets need a delimiter between messages.
         const framed = new Uint8Array(message.length + 1);
         framed.set(message);
         framed[message.length] = 0x0a;
-        transport.conn.write(framed).catch(() => {});
-        return;
+        return writeAllTo(transport.conn, framed);
       }
+    }
+  }
+
+  /** Waits (bounded) for queued messages to go out, e.g. before exit. */
+  async flush(ms = 1000): Promise<void> {
+    const end = performance.now() + ms;
+    while ((this.#sending || this.#queue.length > 0) && performance.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 

@@ -141,7 +141,11 @@ Deno.test("wrap mode: positionals after the listen address and after -- form the
 
 Deno.test("--inetd takes no listen argument", () => {
   assert.deepEqual(settings(["--inetd", "h:5900"]).listen, { kind: "inetd" });
-  assert.deepEqual(settings(["--inetd", "h:5900"]).target, { kind: "tcp", hostname: "h", port: 5900 });
+  assert.deepEqual(settings(["--inetd", "h:5900"]).target, {
+    kind: "tcp",
+    hostname: "h",
+    port: 5900,
+  });
 });
 
 Deno.test("--help lists every option with its default", () => {

@@ -201,8 +201,23 @@ export class ProxyProcess {
   stdout = "";
   readonly #reading: Promise<void>;
 
-  constructor(args: string[], options: { env?: Record<string, string>; shell?: string } = {}) {
-    const denoArgs = ["run", "--allow-all", "--frozen", `${ROOT}main.ts`, ...args];
+  constructor(
+    args: string[],
+    options: {
+      env?: Record<string, string>;
+      shell?: string;
+      denoFlags?: string[];
+      stdin?: "null";
+    } = {},
+  ) {
+    const denoArgs = [
+      "run",
+      "--allow-all",
+      "--frozen",
+      ...(options.denoFlags ?? []),
+      `${ROOT}main.ts`,
+      ...args,
+    ];
     const command = options.shell
       ? new Deno.Command("sh", {
         args: ["-c", `${options.shell} exec "$0" "$@"`, Deno.execPath(), ...denoArgs],

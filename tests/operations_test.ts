@@ -1,0 +1,461 @@
+// Operations: session recording, heartbeat, run-once and timeouts, log file and syslog, daemon, inetd, traffic.
+import assert from "node:assert/strict";
+import dgram from "node:dgram";
+import { writeAll } from "../lib/io.ts";
+import { escapeRecordPayload } from "../lib/record.ts";
+import { formatSyslog } from "../lib/logsinks.ts";
+import { Opcode } from "../lib/websocket/frames.ts";
+import {
+  concat,
+  deadline,
+  echoTarget,
+  ProxyProcess,
+  pseudoRandomBytes,
+  RawClient,
+  readToEnd,
+  ROOT,
+  sleep,
+  startProxy,
+  TcpTarget,
+  waitFor,
+} from "./helpers.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("record escaping matches Python's unicode_escape (+ quote) for every byte value", async () => {
+  const all = new Uint8Array(256).map((_, i) => i);
+  const python = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import sys; sys.stdout.write(bytes(range(256)).decode('latin-1').encode('unicode_escape').decode('ascii').replace(\"'\", \"\\\\'\"))",
+    ],
+    stdout: "piped",
+  }).output();
+  assert.equal(escapeRecordPayload(all), new TextDecoder().decode(python.stdout));
+});
+
+Deno.test("--record: FILE.<connection number> in noVNC's format; evaluated as JavaScript it gives back every byte, both ways", async () => {
+  const dir = await Deno.makeTempDir();
+  // The target greets, then echoes: both directions carry every byte value.
+  const greeting = concat([text("RFB 003.008\n"), new Uint8Array(256).map((_, i) => i)]);
+  const target = new TcpTarget(async (conn) => {
+    await writeAll(conn, greeting);
+    const buffer = new Uint8Array(65536);
+    let n: number | null;
+    while ((n = await conn.read(buffer)) !== null) await writeAll(conn, buffer.subarray(0, n));
+  });
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, `--record=${dir}/session`]);
+  try {
+    // Connection 1: plain HTTP (counted, not recorded). Connection 2: the WebSocket session.
+    const http = await RawClient.connect(proxy.port);
+    await http.request("GET / HTTP/1.1\r\n\r\n");
+    http.close();
+    const client = await RawClient.open(proxy.port);
+    assert.deepEqual(await client.readData(greeting.length), greeting);
+    const sent = [
+      text("it's a \\ test\r\n\t"),
+      pseudoRandomBytes(5000, 3),
+      new Uint8Array([0, 0x7f, 0x80, 0xff]),
+    ];
+    for (const message of sent) {
+      await client.sendFrame(Opcode.Binary, message);
+      assert.deepEqual(await client.readData(message.length), message);
+    }
+    await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+    await client.nextClose();
+    client.close();
+    await waitFor(() => proxy.log.has(/session ended/), 3000, "session end");
+    assert.ok(proxy.log.has(new RegExp(`opening record file: ${dir}/session\\.2`)));
+
+    const file = await Deno.readTextFile(`${dir}/session.2`);
+    assert.ok(file.startsWith("var VNC_frame_data = [\n"));
+    assert.ok(file.endsWith("'EOF'];\n"));
+    // Load it the way noVNC's playback does: as a script defining VNC_frame_data.
+    const frames = new Function(`${file}; return VNC_frame_data;`)() as string[];
+    assert.equal(frames.at(-1), "EOF");
+    const fromClient: number[] = [];
+    const fromTarget: number[] = [];
+    let lastTime = 0;
+    for (const frame of frames.slice(0, -1)) {
+      const direction = frame[0];
+      const end = frame.indexOf(direction, 1);
+      const time = Number(frame.slice(1, end));
+      assert.ok(
+        Number.isInteger(time) && time >= lastTime,
+        `timestamps grow: ${frame.slice(0, 12)}`,
+      );
+      lastTime = time;
+      const bytes = [...frame.slice(end + 1)].map((c) => c.charCodeAt(0));
+      assert.ok(bytes.every((b) => b < 256));
+      (direction === "}" ? fromClient : direction === "{" ? fromTarget : assert.fail(frame)).push(
+        ...bytes,
+      );
+    }
+    const clientBytes = concat(sent);
+    assert.deepEqual(new Uint8Array(fromClient), clientBytes);
+    assert.deepEqual(new Uint8Array(fromTarget), concat([greeting, clientBytes]));
+  } finally {
+    await proxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--heartbeat: empty pings; a client that answers stays, one that does not is closed as dead", async () => {
+  const target = echoTarget();
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, "--heartbeat=1"]);
+  try {
+    const alive = await RawClient.open(proxy.port);
+    const silent = await RawClient.open(proxy.port);
+    const started = performance.now();
+    // The live client answers pings as browsers do.
+    let pings = 0;
+    const answering = (async () => {
+      while (pings < 3) {
+        const event = await alive.next(5000);
+        if (event?.kind === "ping") {
+          assert.equal(event.payload.length, 0);
+          pings++;
+          await alive.sendFrame(Opcode.Pong, event.payload);
+        }
+      }
+    })();
+    // The silent one reads nothing and answers nothing: after two unanswered pings, the third tick closes it.
+    const events: string[] = [];
+    let event;
+    while ((event = await silent.next(8000)) !== undefined) events.push(event.kind);
+    const elapsed = performance.now() - started;
+    assert.deepEqual(events, ["ping", "ping"]);
+    assert.ok(elapsed > 2500 && elapsed < 6000, `closed after ${elapsed} ms`);
+    await deadline(answering, 8000, "three answered pings");
+    await alive.sendFrame(Opcode.Binary, "still here");
+    assert.equal(new TextDecoder().decode(await alive.readData(10)), "still here");
+    alive.close();
+    silent.close();
+    assert.ok(proxy.log.has(/session ended by heartbeat \(1006 No answer to 2 heartbeat pings\)/));
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--run-once: plain HTTP does not count; the first WebSocket session's end stops the proxy", async () => {
+  const target = echoTarget();
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, "--run-once"]);
+  try {
+    const port = await proxy.port();
+    const http = await RawClient.connect(port);
+    assert.match(await http.request("GET / HTTP/1.1\r\n\r\n"), /405/);
+    http.close();
+    const client = await RawClient.open(port);
+    await client.sendFrame(Opcode.Binary, "once");
+    await client.readData(4);
+    await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+    await client.nextClose();
+    client.close();
+    assert.equal((await proxy.status()).code, 0);
+    assert.match(proxy.stderr, /127\.0\.0\.1: exiting due to --run-once/);
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--timeout: the listener closes after N s, the open session goes on, then the proxy exits", async () => {
+  const target = echoTarget();
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, "--timeout=1"]);
+  try {
+    const port = await proxy.port();
+    const client = await RawClient.open(port);
+    await waitFor(
+      () => /listener exit due to --timeout 1/.test(proxy.stderr),
+      4000,
+      "timeout line",
+    );
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port }),
+      Deno.errors.ConnectionRefused,
+    );
+    await client.sendFrame(Opcode.Binary, "after the timeout");
+    assert.equal(new TextDecoder().decode(await client.readData(17)), "after the timeout");
+    assert.ok(!proxy.exited);
+    await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+    await client.nextClose();
+    client.close();
+    assert.equal((await proxy.status(5000)).code, 0);
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--idle-timeout: exits after N s without a connection, not while one is open", async () => {
+  const target = echoTarget();
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, "--idle-timeout=1"]);
+  try {
+    const port = await proxy.port();
+    const client = await RawClient.open(port);
+    await sleep(2200);
+    assert.ok(!proxy.exited && !/idle-timeout/.test(proxy.stderr), "a session is open");
+    client.close();
+    const closedAt = performance.now();
+    const status = await proxy.status(5000);
+    assert.equal(status.code, 0);
+    assert.ok(performance.now() - closedAt >= 900);
+    assert.match(proxy.stderr, /listener exit due to --idle-timeout 1/);
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--log-file gets the same lines as stderr; --traffic prints the legend and glyphs on stdout", async () => {
+  const dir = await Deno.makeTempDir();
+  const target = echoTarget();
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    `127.0.0.1:${target.port}`,
+    `--log-file=${dir}/ws.log`,
+    "--traffic",
+  ]);
+  try {
+    const port = await proxy.port();
+    const client = await RawClient.open(port);
+    await client.sendFrame(Opcode.Binary, "logged");
+    await client.readData(6);
+    client.close();
+    await waitFor(() => /session ended/.test(proxy.stderr), 3000, "session end");
+    await proxy.stop();
+    const fileText = await Deno.readTextFile(`${dir}/ws.log`);
+    for (const line of proxy.stderr.trim().split("\n")) assert.ok(fileText.includes(line), line);
+    assert.match(proxy.stdout, /Traffic Legend:/);
+    assert.match(proxy.stdout, /\}>\{</);
+  } finally {
+    await proxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("syslog framing: RFC 5424 and legacy headers, facility by daemon mode, newlines folded, BOM for UTF-8", () => {
+  const at = new Date("2026-11-23T01:02:03.456Z");
+  const format = { facility: 1, legacy: false, hostname: "box", pid: 42 };
+  assert.equal(
+    new TextDecoder().decode(formatSyslog("hello\nworld", "info", format, at)),
+    "<14>1 2026-11-23T01:02:03Z box websockify 42 - - hello world",
+  );
+  assert.equal(
+    new TextDecoder().decode(
+      formatSyslog("oops", "error", { ...format, facility: 3, legacy: true }, at),
+    ),
+    "<27>websockify[42]: oops",
+  );
+  const utf8 = formatSyslog("héllo", "debug", format, at);
+  assert.equal(
+    new TextDecoder("utf-8", { ignoreBOM: true }).decode(utf8),
+    "<15>1 2026-11-23T01:02:03Z box websockify 42 - - \ufeffhéllo",
+  );
+});
+
+Deno.test("--syslog to real receivers: UDP (RFC 5424, legacy), a unix stream socket, a unix datagram socket", async () => {
+  const dir = await Deno.makeTempDir();
+  const udp = dgram.createSocket("udp4");
+  const datagrams: string[] = [];
+  udp.on("message", (message: Uint8Array) => datagrams.push(new TextDecoder().decode(message)));
+  await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve));
+  const udpPort = udp.address().port;
+  const streamPath = `${dir}/stream.sock`;
+  const streamListener = Deno.listen({ transport: "unix", path: streamPath });
+  const streamText = (async () => {
+    const conn = await streamListener.accept();
+    return new TextDecoder().decode(await readToEnd(conn));
+  })();
+  // A datagram receiver like /dev/log, in Python (Deno needs --unstable-net for that).
+  const dgramPath = `${dir}/dgram.sock`;
+  const receiver = new Deno.Command("python3", {
+    args: [
+      "-u",
+      "-c",
+      [
+        "import socket, sys",
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('ready')",
+        "while True: print(s.recv(65536).decode())",
+      ].join("\n"),
+      dgramPath,
+    ],
+    stdout: "piped",
+  }).spawn();
+  let received = "";
+  const reading = (async () => {
+    for await (const chunk of receiver.stdout) received += new TextDecoder().decode(chunk);
+  })();
+  try {
+    await waitFor(() => received.includes("ready"), 5000, "datagram receiver");
+    const runs = [
+      new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--syslog=127.0.0.1:${udpPort}`]),
+      new ProxyProcess([
+        "127.0.0.1:0",
+        "127.0.0.1:1",
+        `--syslog=127.0.0.1:${udpPort}`,
+        "--legacy-syslog",
+      ]),
+      new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--syslog=${streamPath}`]),
+      new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--syslog=${dgramPath}`], {
+        denoFlags: ["--unstable-net"],
+      }),
+    ];
+    for (const run of runs) await run.port();
+    await waitFor(
+      () => datagrams.length >= 8 && received.includes("proxying from"),
+      5000,
+      "syslog messages",
+    );
+    for (const run of runs) await run.stop();
+    const pid = runs[0].child.pid;
+    assert.ok(
+      datagrams.some((m) =>
+        new RegExp(
+          `^<14>1 \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ \\S+ websockify ${pid} - - WebSocket server settings:$`,
+        ).test(m)
+      ),
+      datagrams.join("\n"),
+    );
+    assert.ok(
+      datagrams.some((m) =>
+        m === `<14>websockify[${runs[1].child.pid}]: WebSocket server settings:`
+      ),
+    );
+    assert.match(
+      await deadline(streamText, 5000, "stream syslog"),
+      /<14>1 .* websockify \d+ - - WebSocket server settings:\n/,
+    );
+    assert.match(received, /<14>1 .* websockify \d+ - - {3}- proxying from/);
+    const unreachable = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      `--syslog=${dir}/nothing.sock`,
+    ]);
+    assert.equal((await unreachable.status()).code, 1);
+    assert.match(unreachable.stderr, /--syslog: cannot reach/);
+  } finally {
+    udp.close();
+    streamListener.close();
+    receiver.kill();
+    await receiver.status;
+    await reading;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("-D: the launcher returns once the daemon listens; pid file; failures are reported with exit 1", async () => {
+  const dir = await Deno.makeTempDir();
+  const target = echoTarget();
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (free.addr as Deno.NetAddr).port;
+  free.close();
+  try {
+    const launcher = new ProxyProcess([
+      "-D",
+      `127.0.0.1:${port}`,
+      `127.0.0.1:${target.port}`,
+      `--pid-file=${dir}/ws.pid`,
+      `--log-file=${dir}/ws.log`,
+    ]);
+    const status = await launcher.status(20000);
+    assert.equal(status.code, 0, launcher.stderr);
+    assert.match(
+      launcher.stderr,
+      new RegExp(`daemon started: pid (\\d+), listening on 127\\.0\\.0\\.1:${port}`),
+    );
+    const pid = Number((await Deno.readTextFile(`${dir}/ws.pid`)).trim());
+    assert.notEqual(pid, launcher.child.pid);
+    const sid = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ")[3];
+    assert.equal(Number(sid), pid, "the daemon leads its own session");
+    const client = await RawClient.open(port);
+    await client.sendFrame(Opcode.Binary, "daemon");
+    assert.equal(new TextDecoder().decode(await client.readData(6)), "daemon");
+    client.close();
+    Deno.kill(pid, "SIGTERM");
+    await waitFor(
+      () => {
+        try {
+          Deno.statSync(`${dir}/ws.pid`);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      8000,
+      "pid file removal at exit",
+    );
+    assert.match(await Deno.readTextFile(`${dir}/ws.log`), /- Backgrounding \(daemon\)/);
+
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const failing = new ProxyProcess([
+      "-D",
+      `127.0.0.1:${(taken.addr as Deno.NetAddr).port}`,
+      "127.0.0.1:1",
+    ]);
+    assert.equal((await failing.status(20000)).code, 1);
+    assert.match(failing.stderr, /daemon failed to start: Opening socket failed: .*in use/i);
+    taken.close();
+  } finally {
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--inetd: standard input is the listening socket (as inetd passes it)", async () => {
+  const target = echoTarget();
+  // Python plays inetd: it binds a socket and starts the proxy with it as standard input.
+  const inetd = new Deno.Command("python3", {
+    args: [
+      "-u",
+      "-c",
+      [
+        "import signal, socket, subprocess, sys",
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)",
+        "print(s.getsockname()[1])",
+        "p = subprocess.Popen(sys.argv[1:], stdin=s.fileno())",
+        "signal.signal(signal.SIGTERM, lambda *_: p.terminate())",
+        "sys.exit(p.wait())",
+      ].join("\n"),
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--frozen",
+      `${ROOT}main.ts`,
+      "--inetd",
+      `127.0.0.1:${target.port}`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  let errors = "";
+  const reading = Promise.all([
+    (async () => {
+      for await (const c of inetd.stdout) output += new TextDecoder().decode(c);
+    })(),
+    (async () => {
+      for await (const c of inetd.stderr) errors += new TextDecoder().decode(c);
+    })(),
+  ]);
+  try {
+    await waitFor(
+      () => /^\d+\n/.test(output) && /Listen for inetd connections/.test(errors),
+      15000,
+      "inetd start",
+    );
+    const port = Number(output.trim());
+    const client = await RawClient.open(port);
+    await client.sendFrame(Opcode.Binary, "via inetd");
+    assert.equal(new TextDecoder().decode(await client.readData(9)), "via inetd");
+    client.close();
+  } finally {
+    inetd.kill("SIGTERM"); // passed on to the proxy
+    assert.equal((await deadline(inetd.status, 10000, "inetd exit")).code, 0, errors);
+    await deadline(reading, 10000, "inetd output").catch(() => {});
+    await target.close();
+  }
+});
