@@ -19,6 +19,8 @@ import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
 const PROGRAM = "websockify";
+/** After a stop signal the process exits within this time, whatever a peer or program does. */
+const HARD_STOP_MS = 8000;
 
 async function main(argv: string[]): Promise<number> {
   let command;
@@ -170,6 +172,11 @@ async function serve(settings: Settings, log: Logger): Promise<number> {
     log.info(`${signal} received, shutting down`);
     stopRequested = true;
     server.shutdown();
+    // The shutdown is bounded connection by connection; this bounds the whole, whatever a peer does.
+    Deno.unrefTimer(setTimeout(() => {
+      log.error("connections still open after the shutdown limit; exiting anyway");
+      Deno.exit(exitCode);
+    }, HARD_STOP_MS));
   };
   const onInt = () => stop("SIGINT");
   const onTerm = () => stop("SIGTERM");

@@ -33,12 +33,16 @@ export interface TargetTls {
 
 /** The listening side's TLS (wss:// on the same port). */
 export interface ServerTls {
-  /** Certificate chain, absolute; TLS is available when this file exists. */
+  /** Certificate chain (PEM; may also hold the key), absolute. TLS is offered when this file exists. */
   cert: string;
+  /** Private key (PEM), if not in the certificate file. */
   key?: string;
   keyPassword?: string;
+  /** Minimum protocol version; undefined: the stack's default (TLS 1.2; 1.0 and 1.1 do not exist there). */
   minVersion?: "TLSv1.2" | "TLSv1.3";
+  /** Require a client certificate issued by a CA of `cafile`. */
   verifyClient: boolean;
+  /** CA bundle (PEM) for client certificates; default: the system bundle. */
   cafile?: string;
   /** Refuse plain connections. */
   only: boolean;

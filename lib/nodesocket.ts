@@ -70,6 +70,8 @@ export class NodeSocketStream implements ByteStream {
   closeWrite(): Promise<void> {
     return new Promise((resolve) => {
       if (this.socket.writableEnded || this.socket.destroyed) return resolve();
+      // end's callback waits for the peer to take the data; a socket destroyed meanwhile never calls it.
+      this.socket.once("close", () => resolve());
       this.socket.end(() => resolve());
     });
   }

@@ -1,9 +1,12 @@
 /**
- * The server: listening, the accept loop, each connection's walk from first byte to relay, and shutdown.
+ * The server: the accept loop, each connection's walk from first byte to relay, and shutdown.
  *
- *   accept -> first bytes (bounded wait) -> request head (size cap, bounded wait)
- *     -> not an upgrade: HTTP error answer          -> upgrade refused: 400/426
- *     -> 101 -> connect target (fail: close 1011) -> Relay until both sides are closed -> summary line
+ *   accept -> first bytes (bounded wait): 0x16/0x80 -> TLS on the same connection; the Flash policy request
+ *             -> its answer; else plain (refused with --ssl-only)
+ *     -> request head (size cap, bounded wait)
+ *        -> GET/HEAD with --web: a static file (keep-alive: next request)
+ *        -> another non-upgrade request: HTTP error answer        -> upgrade refused: 400/426
+ *        -> 101 -> connect target (fail: close 1011) -> Relay until both sides are closed -> summary line
  *
  * A failure in one connection is caught in its own handler and never touches another; the accept loop survives
  * running out of file descriptors by backing off.
@@ -303,8 +306,10 @@ export class ProxyServer {
       } else if (this.#settings.tls.only) {
         this.#log.info(`${client}: non-SSL connection received but disallowed`);
         return;
-      } else if (first[0] === 0x3c && await this.#answerFlashPolicy(conn, first)) {
-        return;
+      } else if (first[0] === 0x3c) {
+        const notPolicy = await this.#answerFlashPolicy(conn, first);
+        if (!notPolicy) return;
+        initial = notPolicy;
       }
       await this.#serveHttp(stream, conn, client, secure, initial, number);
     } finally {
@@ -374,17 +379,20 @@ export class ProxyServer {
     return stream;
   }
 
-  /** The Flash cross-domain policy request of old web-socket-js clients: answer, then close. */
-  async #answerFlashPolicy(conn: ClientConn, first: Uint8Array): Promise<boolean> {
+  /**
+   * The Flash cross-domain policy request of old web-socket-js clients: answered, then the connection closes
+   * (undefined). Anything else: the bytes read so far, for the HTTP parser.
+   */
+  async #answerFlashPolicy(conn: ClientConn, first: Uint8Array): Promise<Uint8Array | undefined> {
     let bytes = first;
     while (bytes.length < FLASH_REQUEST.length && FLASH_REQUEST.startsWith(latin1.decode(bytes))) {
       const more = await this.#withDeadline(conn, this.#timeouts.head, () => readSome(conn, 64));
-      if (!more) return true;
+      if (!more) return undefined;
       bytes = concatBytes(bytes, more);
     }
-    if (!latin1.decode(bytes).startsWith(FLASH_REQUEST)) return false;
+    if (!latin1.decode(bytes).startsWith(FLASH_REQUEST)) return bytes;
     await writeAll(conn, FLASH_POLICY).catch(() => {});
-    return true;
+    return undefined;
   }
 
   /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */

@@ -13,23 +13,12 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
+import type { ServerTls } from "./cli.ts";
 import { NodeSocketStream } from "./nodesocket.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 
-/** The TLS side of the settings. */
-export interface TlsOptions {
-  /** Certificate chain (PEM); may also hold the key. Absolute path. */
-  cert: string;
-  /** Private key (PEM), if not in the certificate file. */
-  key?: string;
-  keyPassword?: string;
-  /** Minimum protocol version; undefined: the stack's default (TLS 1.2; 1.0 and 1.1 do not exist here). */
-  minVersion?: "TLSv1.2" | "TLSv1.3";
-  /** Require a client certificate issued by a CA of `cafile`. */
-  verifyClient: boolean;
-  /** CA bundle (PEM) for client certificates; default: the system bundle. */
-  cafile?: string;
-}
+/** The TLS side of the settings, as the command line decides it (`--ssl-only` is the server's business). */
+export type TlsOptions = Omit<ServerTls, "only">;
 
 /** The system CA bundle on Debian and most Linux distributions. */
 export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";

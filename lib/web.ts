@@ -30,8 +30,15 @@ export interface WebOutcome {
 
 const encoder = new TextEncoder();
 
-/** Whether the client asked to keep the connection (HTTP/1.1 default yes, HTTP/1.0 default no). */
+/**
+ * Whether the connection may carry another request: the client asked for it (HTTP/1.1 default yes, HTTP/1.0
+ * default no) and the request had no body (which is never read, so it would be mistaken for the next request).
+ */
 export function wantsKeepAlive(request: HttpRequest): boolean {
+  const length = request.headers.get("content-length");
+  if (request.headers.has("transfer-encoding") || (length !== undefined && length.trim() !== "0")) {
+    return false;
+  }
   const connection = (request.headers.get("connection") ?? "").toLowerCase();
   if (request.version === "HTTP/1.0") return /\bkeep-alive\b/.test(connection);
   return !/\bclose\b/.test(connection);

@@ -1,7 +1,7 @@
 // The static web server (--web) and the HTTP answers on the proxy's port, driven with curl and a raw client.
 import assert from "node:assert/strict";
 import { writeAll } from "../lib/io.ts";
-import { directoryListing, parseRange, urlPathSegments } from "../lib/web.ts";
+import { directoryListing, parseRange, urlPathSegments, wantsKeepAlive } from "../lib/web.ts";
 import { echoTarget, pseudoRandomBytes, RawClient, readToEnd, startProxy } from "./helpers.ts";
 
 interface CurlResult {
@@ -237,6 +237,22 @@ Deno.test("the Flash policy request gets the cross-domain policy, then the conne
     await proxy.stop();
     await target.close();
   }
+});
+
+Deno.test("keep-alive only without a request body", () => {
+  const request = (version: string, headers: Record<string, string>) => ({
+    method: "GET",
+    target: "/",
+    version,
+    headers: new Map(Object.entries(headers)),
+  });
+  assert.equal(wantsKeepAlive(request("HTTP/1.1", {})), true);
+  assert.equal(wantsKeepAlive(request("HTTP/1.1", { connection: "close" })), false);
+  assert.equal(wantsKeepAlive(request("HTTP/1.0", {})), false);
+  assert.equal(wantsKeepAlive(request("HTTP/1.0", { connection: "keep-alive" })), true);
+  assert.equal(wantsKeepAlive(request("HTTP/1.1", { "content-length": "5" })), false);
+  assert.equal(wantsKeepAlive(request("HTTP/1.1", { "content-length": "0" })), true);
+  assert.equal(wantsKeepAlive(request("HTTP/1.1", { "transfer-encoding": "chunked" })), false);
 });
 
 Deno.test("URL path rules and range parsing (pure)", async () => {
