@@ -151,6 +151,17 @@ function connDuplex(conn: ByteStream, replay: Uint8Array): Duplex {
     write(chunk: Uint8Array, _encoding, callback) {
       writeAll(conn, chunk).then(() => callback(), (error) => callback(error));
     },
+    // TLS hands over one record at a time; records queued meanwhile go out in one write.
+    writev(chunks: { chunk: Uint8Array }[], callback) {
+      const total = chunks.reduce((sum, { chunk }) => sum + chunk.length, 0);
+      const joined = new Uint8Array(total);
+      let offset = 0;
+      for (const { chunk } of chunks) {
+        joined.set(chunk, offset);
+        offset += chunk.length;
+      }
+      writeAll(conn, joined).then(() => callback(), (error) => callback(error));
+    },
     final(callback) {
       conn.closeWrite().then(() => callback(), () => callback());
     },

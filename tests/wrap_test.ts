@@ -101,6 +101,25 @@ Deno.test("an IPv6 bind is moved to [::1] and served", async () => {
   }
 });
 
+Deno.test("a session that arrives before the program listens waits for it", async () => {
+  const port = freePort();
+  const proxy = new ProxyProcess([
+    String(port),
+    "--",
+    "sh",
+    "-c",
+    `sleep 1.5; exec python3 ${SERVER} echo ${port}`,
+  ]);
+  try {
+    await proxy.port();
+    const started = performance.now();
+    await echoThrough(port, "early"); // connects at once; the program binds 1.5 s later
+    assert.ok(performance.now() - started >= 1000, "the session really waited");
+  } finally {
+    await proxy.stop();
+  }
+});
+
 Deno.test("exit mode: the proxy stops when the program exits, with the program's exit code", async () => {
   const port = freePort();
   const proxy = new ProxyProcess([String(port), "--", "sh", "-c", "sleep 0.5; exit 3"]);

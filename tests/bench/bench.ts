@@ -677,8 +677,10 @@ function finish(rows: string[], results: Record<string, unknown>): void {
   console.log(rows.join("\n"));
   const dir = `${ROOT}tests/bench/results`;
   Deno.mkdirSync(dir, { recursive: true });
-  Deno.writeTextFileSync(`${dir}/latest.json`, JSON.stringify(results, null, 2));
-  Deno.writeTextFileSync(`${dir}/latest.md`, rows.join("\n") + "\n");
+  // A partial run (--only) must not replace the last full table.
+  const name = ONLY ? `latest-${ONLY.join("-")}` : QUICK ? "latest-quick" : "latest";
+  Deno.writeTextFileSync(`${dir}/${name}.json`, JSON.stringify(results, null, 2));
+  Deno.writeTextFileSync(`${dir}/${name}.md`, rows.join("\n") + "\n");
 }
 
 await main();
