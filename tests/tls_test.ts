@@ -288,3 +288,93 @@ Deno.test("--ssl-target: TLS to the target, verified (with --ssl-target-cafile f
       await serving;
     }
   }));
+
+/** Python's ssl module as a TLS echo target that reports the server name (SNI) each client asked for. */
+function pythonTlsTarget(cert: string, key: string) {
+  const server = new Deno.Command("python3", {
+    args: [
+      "-u",
+      "-c",
+      [
+        "import socket, ssl, sys, threading",
+        "ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)",
+        "ctx.load_cert_chain(sys.argv[1], sys.argv[2])",
+        "ctx.sni_callback = lambda sock, name, context: print('sni=' + str(name), flush=True)",
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)",
+        "print('port=%d' % s.getsockname()[1], flush=True)",
+        "def serve(c):",
+        "    try:",
+        "        t = ctx.wrap_socket(c, server_side=True)",
+        "        while True:",
+        "            d = t.recv(65536)",
+        "            if not d: break",
+        "            t.sendall(d)",
+        "    except Exception as e: print('error=' + str(e), flush=True)",
+        "while True:",
+        "    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()",
+      ].join("\n"),
+      cert,
+      key,
+    ],
+    stdout: "piped",
+  }).spawn();
+  const state = { output: "" };
+  const reading = (async () => {
+    for await (const chunk of server.stdout) state.output += new TextDecoder().decode(chunk);
+  })();
+  return {
+    state,
+    async port(): Promise<number> {
+      await waitFor(() => /port=\d+/.test(state.output), 5000, "python TLS target");
+      return Number(state.output.match(/port=(\d+)/)![1]);
+    },
+    async stop() {
+      server.kill();
+      await server.status;
+      await reading;
+    },
+  };
+}
+
+Deno.test("--ssl-target sends SNI (the target's host name) and verifies the certificate's name", () =>
+  withCerts(async () => {
+    const good = pythonTlsTarget(certs.serverCert, certs.serverKey);
+    const otherCert = `${certs.dir}/elsewhere.pem`;
+    const otherKey = `${certs.dir}/elsewhere.key`;
+    await certs.issueServer("elsewhere", otherCert, otherKey, "DNS:elsewhere.example");
+    const wrongName = pythonTlsTarget(otherCert, otherKey);
+    try {
+      const proxy = await startProxy([
+        `localhost:${await good.port()}`,
+        "--ssl-target",
+        `--ssl-target-cafile=${certs.ca}`,
+      ]);
+      const mismatch = await startProxy([
+        `localhost:${await wrongName.port()}`,
+        "--ssl-target",
+        `--ssl-target-cafile=${certs.ca}`,
+      ]);
+      try {
+        const client = await RawClient.open(proxy.port);
+        await client.sendFrame(Opcode.Binary, "named");
+        assert.equal(new TextDecoder().decode(await client.readData(5)), "named");
+        client.close();
+        await waitFor(() => /sni=localhost/.test(good.state.output), 3000, "the SNI report");
+        // Same CA, but the certificate names another host: refused.
+        const refused = await RawClient.open(mismatch.port);
+        assert.equal((await refused.nextClose())?.code, 1011);
+        refused.close();
+        assert.ok(
+          mismatch.log.has(
+            /Failed to connect to localhost:\d+: .*(NotValidForName|not valid for|name)/i,
+          ),
+        );
+      } finally {
+        await proxy.stop();
+        await mismatch.stop();
+      }
+    } finally {
+      await good.stop();
+      await wrongName.stop();
+    }
+  }));
