@@ -14,7 +14,8 @@ import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
 import { type Acceptor, openListener } from "./lib/listen.ts";
 import { Logger } from "./lib/log.ts";
 import { FACILITY, FileSink, SyslogSink } from "./lib/logsinks.ts";
-import { checkSettings, ProxyServer } from "./lib/server.ts";
+import { loadPlugins } from "./lib/plugins.ts";
+import { checkSettings, DEFAULT_TIMEOUTS, ProxyServer, type ServerPlugins } from "./lib/server.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -48,13 +49,21 @@ async function main(argv: string[]): Promise<number> {
     console.error(`${PROGRAM}: error: ${problem.message}`);
     return problem.exitCode;
   }
+  let plugins: ServerPlugins;
+  try {
+    plugins = await loadPlugins(settings, (message) => log.warning(message));
+  } catch (error) {
+    reportDaemonStatus(`error: ${describeError(error)}`);
+    console.error(`${PROGRAM}: error: ${describeError(error)}`);
+    return 2;
+  }
   if (settings.daemon && !inDaemon) return await startDaemon(log);
   if (inDaemon) Deno.chdir("/");
 
   const closeSinks = await openLogSinks(settings, log);
   if (closeSinks === undefined) return 1;
   try {
-    return await serve(settings, log);
+    return await serve(settings, log, plugins);
   } finally {
     await closeSinks();
   }
@@ -96,7 +105,7 @@ async function openLogSinks(
   };
 }
 
-async function serve(settings: Settings, log: Logger): Promise<number> {
+async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): Promise<number> {
   // Last line of defence: one connection's bug must never take the others down.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
@@ -144,7 +153,7 @@ async function serve(settings: Settings, log: Logger): Promise<number> {
   }
 
   let stopRequested = false;
-  const server = new ProxyServer(settings, listener, log);
+  const server = new ProxyServer(settings, listener, log, DEFAULT_TIMEOUTS, plugins);
   server.logBanner();
   let exitCode = 0;
   if (wrapped) {

@@ -7,6 +7,7 @@
 
 import { resolve } from "node:path";
 import { type OptionSpec, parseArgs, UsageError } from "./optparse.ts";
+import { AUTH_PLUGINS, TOKEN_PLUGINS } from "./plugins.ts";
 
 export { UsageError };
 
@@ -22,7 +23,9 @@ export type ListenSpec =
 export type TargetSpec =
   | { kind: "tcp"; hostname: string; port: number; tls?: TargetTls }
   | { kind: "unix"; path: string }
-  | { kind: "command"; command: string[]; port: number };
+  | { kind: "command"; command: string[]; port: number }
+  /** Chosen per connection by a token plugin. */
+  | { kind: "token"; plugin: string; source: string; hostToken: boolean };
 
 export type WrapMode = "exit" | "ignore" | "respawn";
 
@@ -63,6 +66,9 @@ export interface Settings {
   wrapMode: WrapMode;
   tls: ServerTls;
   web: WebSettings | undefined;
+  /** `--auth-plugin` and its source; `webAuth` applies it to static files too. */
+  auth: { plugin: string; source: string | undefined } | undefined;
+  webAuth: boolean;
   /** Startup notes about values the TLS stack honours only in part. */
   notes: string[];
   /** `--record`: absolute base name of the session files (`<base>.<n>`). */
@@ -87,11 +93,7 @@ interface OptionDef extends OptionSpec {
   help: string;
   /** Shown in --help. */
   defaultText?: string;
-  /** Options parsed for compatibility whose feature is not in this build yet: using one is a clear error. */
-  notYet?: string;
 }
-
-const PLUGINS = "token and auth plugins are not available in this version yet";
 
 /** Every option, in --help order. */
 export const OPTIONS: OptionDef[] = [
@@ -243,7 +245,6 @@ export const OPTIONS: OptionDef[] = [
     long: "web-auth",
     takesValue: false,
     help: "apply the auth plugin to web requests too",
-    notYet: PLUGINS,
   },
   {
     long: "wrap-mode",
@@ -268,41 +269,37 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "FILE",
     help: "deprecated: same as --token-plugin TokenFile --token-source FILE",
-    notYet: PLUGINS,
   },
   {
     long: "token-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help: "choose the target per connection from a token",
-    notYet: PLUGINS,
+    help:
+      "choose the target per connection from a token: TokenFile, ReadOnlyTokenFile, TokenFileName, " +
+      "UnixDomainSocketDirectory",
   },
   {
     long: "token-source",
     takesValue: true,
     metavar: "ARG",
     help: "the token plugin's source",
-    notYet: PLUGINS,
   },
   {
     long: "host-token",
     takesValue: false,
     help: "take the token from the Host header instead of ?token=",
-    notYet: PLUGINS,
   },
   {
     long: "auth-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help: "authenticate connections with this plugin",
-    notYet: PLUGINS,
+    help: "authenticate connections: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth",
   },
   {
     long: "auth-source",
     takesValue: true,
     metavar: "ARG",
     help: "the auth plugin's source",
-    notYet: PLUGINS,
   },
   {
     long: "heartbeat",
@@ -352,7 +349,6 @@ export function helpText(): string {
     ].filter((n) => n).join(", ");
     let help = option.help;
     if (option.defaultText !== undefined) help += ` (default: ${option.defaultText})`;
-    if (option.notYet) help += " [not yet available]";
     lines.push(
       names.length <= 26 ? `  ${names.padEnd(26)}${help}` : `  ${names}\n${" ".repeat(28)}${help}`,
     );
@@ -369,11 +365,6 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   if (parsed.flags.has("help")) return { kind: "help" };
   const value = (name: string) => parsed.values.get(name)?.at(-1);
 
-  for (const option of OPTIONS) {
-    if (option.notYet && (parsed.flags.has(option.long) || parsed.values.has(option.long))) {
-      throw new UsageError(`--${option.long}: ${option.notYet}`);
-    }
-  }
   if (value("ssl-ciphers") !== undefined) {
     throw new UsageError(
       "--ssl-ciphers: Deno's TLS stack (rustls) cannot restrict cipher suites; it offers only TLS 1.2/1.3 " +
@@ -456,8 +447,51 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   }
 
   const unixTarget = value("unix-target");
+  const targetConfig = path("target-config");
+  const tokenPlugin = targetConfig !== undefined ? "TokenFile" : value("token-plugin");
+  if (tokenPlugin !== undefined && !TOKEN_PLUGINS.includes(tokenPlugin)) {
+    throw new UsageError(
+      `--token-plugin ${tokenPlugin}: not available (built in: ${
+        TOKEN_PLUGINS.join(", ")
+      }; Python class ` +
+        "paths cannot be loaded)",
+    );
+  }
+  if (
+    tokenPlugin === undefined &&
+    (value("token-source") !== undefined || parsed.flags.has("host-token"))
+  ) {
+    throw new UsageError("--token-source and --host-token require --token-plugin");
+  }
+  const authPlugin = value("auth-plugin");
+  if (authPlugin !== undefined && !AUTH_PLUGINS.includes(authPlugin)) {
+    throw new UsageError(
+      `--auth-plugin ${authPlugin}: not available (built in: ${
+        AUTH_PLUGINS.join(", ")
+      }; Python class paths ` +
+        "cannot be loaded)",
+    );
+  }
+  if (authPlugin === undefined && value("auth-source") !== undefined) {
+    throw new UsageError("--auth-source requires --auth-plugin");
+  }
+  if (parsed.flags.has("web-auth") && (authPlugin === undefined || webRoot === undefined)) {
+    throw new UsageError("--web-auth requires --auth-plugin and --web");
+  }
   let target: TargetSpec;
-  if (parsed.afterTerminator !== undefined) {
+  if (tokenPlugin !== undefined) {
+    const source = targetConfig ?? value("token-source");
+    if (source === undefined) {
+      throw new UsageError(`--token-plugin ${tokenPlugin} needs --token-source`);
+    }
+    // Every built-in source is a path: made absolute (Python leaves it relative, #213).
+    target = {
+      kind: "token",
+      plugin: tokenPlugin,
+      source: resolve(cwd, source),
+      hostToken: parsed.flags.has("host-token"),
+    };
+  } else if (parsed.afterTerminator !== undefined) {
     // Wrap mode: as in Python, every positional after the listen address belongs to the command too.
     const command = [...positionals.splice(0), ...parsed.afterTerminator];
     if (command.length === 0) throw new UsageError("no command to wrap after --");
@@ -501,6 +535,10 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       wrapMode: wrapMode as WrapMode,
       tls,
       web,
+      auth: authPlugin === undefined
+        ? undefined
+        : { plugin: authPlugin, source: value("auth-source") },
+      webAuth: parsed.flags.has("web-auth"),
       notes,
       record: path("record"),
       traffic: parsed.flags.has("traffic"),

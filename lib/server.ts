@@ -17,6 +17,7 @@
 import type { Settings, TargetSpec } from "./cli.ts";
 import {
   errorResponse,
+  formatResponse,
   type HttpRequest,
   parseRequestHead,
   readRequestHead,
@@ -25,10 +26,11 @@ import {
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
+import { type AuthPlugin, requestToken, sanitizeHeaders, type TokenPlugin } from "./plugins.ts";
 import { SessionRecorder } from "./record.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
-import { acceptTls, loadCredentials, type TlsStream } from "./tls.ts";
+import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
 import { serveStatic } from "./web.ts";
 import { CloseCode, encodeClosePayload, encodeFrame, Opcode } from "./websocket/frames.ts";
 import {
@@ -62,7 +64,21 @@ const CONNECTING = {
   tcp: "connecting to:",
   unix: "connecting to unix socket:",
   command: "connecting to command:",
+  token: "connecting to:",
 } as const;
+
+/** What the connection's first bytes told about the client. */
+interface Peer {
+  secure: boolean;
+  /** The verified client certificate's CN (--verify-client). */
+  certCN: string | undefined;
+}
+
+/** The plugins a server runs (see plugins.ts). */
+export interface ServerPlugins {
+  token?: TokenPlugin;
+  auth?: AuthPlugin;
+}
 
 /** Methods Python websockify answers with 405 (the rest get 501). */
 const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
@@ -112,6 +128,7 @@ export class ProxyServer {
   readonly #settings: Settings;
   readonly #log: Logger;
   readonly #timeouts: ServerTimeouts;
+  readonly #plugins: ServerPlugins;
   readonly #listener: Acceptor;
   readonly #listenText: string;
   readonly #handlers = new Set<Promise<void>>();
@@ -129,7 +146,9 @@ export class ProxyServer {
     listener: Acceptor,
     log: Logger,
     timeouts: ServerTimeouts = DEFAULT_TIMEOUTS,
+    plugins: ServerPlugins = {},
   ) {
+    this.#plugins = plugins;
     this.#settings = settings;
     this.#listener = listener;
     this.#log = log;
@@ -311,7 +330,10 @@ export class ProxyServer {
         if (!notPolicy) return;
         initial = notPolicy;
       }
-      await this.#serveHttp(stream, conn, client, secure, initial, number);
+      const certCN = secure && this.#settings.tls.verifyClient
+        ? peerCommonName(stream as TlsStream)
+        : undefined;
+      await this.#serveHttp(stream, conn, client, { secure, certCN }, initial, number);
     } finally {
       this.#pending.delete(conn);
       closeQuietly(stream);
@@ -400,7 +422,7 @@ export class ProxyServer {
     stream: ByteStream,
     conn: ClientConn,
     client: string,
-    secure: boolean,
+    peer: Peer,
     initial: Uint8Array,
     number: number,
   ): Promise<void> {
@@ -411,12 +433,18 @@ export class ProxyServer {
       if (!next) return;
       const { request, rest } = next;
       if (isUpgradeRequest(request)) {
-        await this.#upgrade(stream, conn, client, secure, request, rest, number);
+        await this.#upgrade(stream, conn, client, peer, request, rest, number);
         return;
       }
       const web = this.#settings.web;
       if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
         await this.#answerPlainHttp(stream, client, request);
+        return;
+      }
+      if (
+        this.#settings.webAuth &&
+        !(await this.#authorize(stream, client, peer, request, this.#settings.target))
+      ) {
         return;
       }
       const outcome = await serveStatic(stream, request, web);
@@ -500,11 +528,64 @@ export class ProxyServer {
     });
   }
 
+  /** Runs the auth plugin, if any; on refusal sends its status line and headers (no body). */
+  async #authorize(
+    stream: ByteStream,
+    client: string,
+    peer: Peer,
+    request: HttpRequest,
+    target: TargetSpec,
+  ): Promise<boolean> {
+    const auth = this.#plugins.auth;
+    if (!auth) return true;
+    const refusal = auth.authenticate({
+      request: sanitizeHeaders(request, peer.certCN),
+      target,
+      clientCertCN: peer.certCN,
+    });
+    if (!refusal) return true;
+    this.#log.request(client, `${client}: authentication failed: ${refusal.status} ${refusal.log}`);
+    try {
+      await writeAll(
+        stream,
+        formatResponse(refusal.status, refusal.message, [
+          ["Content-Type", "text/html"],
+          ["Connection", "close"],
+          ...refusal.headers,
+        ]),
+      );
+      await this.#finish(stream);
+    } catch {
+      // The client went away first.
+    }
+    return false;
+  }
+
+  /** A token plugin's target for this request; undefined (logged) when there is none. */
+  async #resolveTarget(client: string, request: HttpRequest): Promise<TargetSpec | undefined> {
+    const target = this.#settings.target;
+    if (target.kind !== "token") return target;
+    const token = requestToken(request, target.hostToken);
+    if (token === undefined) {
+      this.#log.info(`${client}: Token not present`);
+      return undefined;
+    }
+    let found: TargetSpec | undefined;
+    try {
+      found = await this.#plugins.token!.lookup(token);
+    } catch (error) {
+      this.#log.error(`${client}: token lookup failed: ${describeError(error)}`);
+      return undefined;
+    }
+    if (!found) this.#log.info(`${client}: Token '${token}' not found`);
+    return found;
+  }
+
   async #upgrade(
     stream: ByteStream,
     conn: ClientConn,
     client: string,
-    secure: boolean,
+    peer: Peer,
     request: HttpRequest,
     rest: Uint8Array,
     number: number,
@@ -514,6 +595,12 @@ export class ProxyServer {
       await this.#sendError(stream, client, verdict.status, verdict.message, true, verdict.headers);
       return;
     }
+    // As in Python: the token picks the target (an unknown one closes the connection without an answer), then
+    // the auth plugin decides, and only then comes the 101.
+    const target = await this.#resolveTarget(client, request);
+    if (!target) return;
+    if (!(await this.#authorize(stream, client, peer, request, target))) return;
+    const secure = peer.secure;
     this.#log.request(
       client,
       `"${request.method} ${request.target} ${request.version}" 101 -`,
@@ -530,7 +617,7 @@ export class ProxyServer {
     // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
     if (this.#settings.runOnce) this.stopAccepting();
     try {
-      await this.#session(stream, conn, client, verdict, rest, number);
+      await this.#session(stream, conn, client, verdict, rest, number, target);
     } finally {
       if (this.#settings.runOnce) {
         this.#log.info(`${client}: exiting due to --run-once`);
@@ -546,8 +633,8 @@ export class ProxyServer {
     verdict: Accepted,
     rest: Uint8Array,
     number: number,
+    target: TargetSpec,
   ): Promise<void> {
-    const target: TargetSpec = this.#settings.target;
     const targetText = describeTarget(target);
     try {
       await writeAll(stream, switchingProtocols(verdict));

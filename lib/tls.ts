@@ -251,3 +251,11 @@ function guardDeferredStart(socket: tls.TLSSocket): void {
 
 /** Sockets whose handshake already failed (their deferred start may find the internals gone). */
 const handshakeFailed = new WeakSet<tls.TLSSocket>();
+
+/** The verified client certificate's subject CN, if the peer presented one. */
+export function peerCommonName(stream: TlsStream): string | undefined {
+  const subject = stream.socket.getPeerCertificate()?.subject as unknown as
+    | Record<string, string>
+    | undefined;
+  return subject?.CN;
+}

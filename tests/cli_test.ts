@@ -101,9 +101,19 @@ Deno.test("usage errors name the problem", () => {
   usageError(["--verbose=yes", "6080", "h:1"], /does not take a value/);
 });
 
-Deno.test("options of features not in this build fail clearly instead of being ignored", () => {
-  usageError(["6080", "h:1", "--token-plugin=TokenFile"], /--token-plugin: .* not available/);
-  usageError(["6080", "h:1", "--auth-plugin", "BasicHTTPAuth"], /--auth-plugin: .* not available/);
+Deno.test("plugin and option combinations that cannot work fail clearly", () => {
+  usageError(
+    ["6080", "--token-plugin=websockify.token_plugins.JWTTokenApi"],
+    /not available \(built in: /,
+  );
+  usageError(
+    ["6080", "h:1", "--auth-plugin", "my.module.Auth"],
+    /--auth-plugin my\.module\.Auth: not available/,
+  );
+  usageError(["6080", "--token-plugin=TokenFile"], /needs --token-source/);
+  usageError(["6080", "h:1", "--token-source=x"], /require --token-plugin/);
+  usageError(["6080", "h:1", "--auth-source=x"], /requires --auth-plugin/);
+  usageError(["6080", "h:1", "--web-auth", "--auth-plugin=ExpectOrigin"], /--web-auth requires/);
   usageError(["6080", "h:1", "--timeout=soon"], /option --timeout: invalid integer value: 'soon'/);
   usageError(["6080", "h:1", "--legacy-syslog"], /--legacy-syslog requires --syslog/);
   usageError(["--inetd", "--unix-listen=/x", "h:1"], /cannot be used together/);

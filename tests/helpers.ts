@@ -8,6 +8,7 @@ import { findHeadEnd } from "../lib/http.ts";
 import { writeAll } from "../lib/io.ts";
 import { Logger, type LogSink } from "../lib/log.ts";
 import { openListener } from "../lib/listen.ts";
+import { loadPlugins } from "../lib/plugins.ts";
 import {
   checkSettings,
   DEFAULT_TIMEOUTS,
@@ -179,7 +180,14 @@ export async function startProxy(
   const logger = new Logger([log]);
   logger.verbose = true;
   const listener = await openListener(settings.listen);
-  const server = new ProxyServer(settings, listener, logger, { ...DEFAULT_TIMEOUTS, ...timeouts });
+  const plugins = await loadPlugins(settings, (message) => logger.warning(message));
+  const server = new ProxyServer(
+    settings,
+    listener,
+    logger,
+    { ...DEFAULT_TIMEOUTS, ...timeouts },
+    plugins,
+  );
   const served = server.serve();
   const port = (listener.addr as Deno.NetAddr).port;
   return {

@@ -1,0 +1,322 @@
+/**
+ * Per-connection target selection (token plugins) and authentication (auth plugins), by Python websockify's
+ * names and semantics (reference §5, §6). Python class paths cannot be loaded here; the built-in plugins are:
+ *
+ * - token: `TokenFile` (file or directory, re-read on every lookup), `ReadOnlyTokenFile` (read once),
+ *   `TokenFileName` (the token names a file holding `host:port`), `UnixDomainSocketDirectory` (the token names a
+ *   unix socket in a directory).
+ * - auth: `BasicHTTPAuth` (`user:password`), `ExpectOrigin` (allowed origins), `ClientCertCNAuth` (allowed
+ *   client-certificate CNs; needs --verify-client).
+ *
+ * Quirks of Python's TokenFile fixed here: blank lines are not syntax errors, `[::1]:5900` works, a line's token
+ * is trimmed.
+ *
+ * @module
+ */
+
+import { basename } from "node:path";
+import type { TargetSpec } from "./cli.ts";
+import type { HttpRequest } from "./http.ts";
+
+export const TOKEN_PLUGINS = [
+  "TokenFile",
+  "ReadOnlyTokenFile",
+  "TokenFileName",
+  "UnixDomainSocketDirectory",
+];
+export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"];
+
+/** Finds a session's target from its token; undefined when the token is unknown. */
+export interface TokenPlugin {
+  readonly name: string;
+  lookup(token: string): Promise<TargetSpec | undefined>;
+}
+
+/** The outcome of a token file parse: targets by token, and the lines that were not `token: host:port`. */
+export interface ParsedTokens {
+  targets: Map<string, TargetSpec>;
+  syntaxErrors: number[];
+}
+
+/** A target as a token file writes it: `host:port`, `[v6]:port`, `v6:port`, or `unix_socket:/path`. */
+export function parseTokenTarget(text: string): TargetSpec | undefined {
+  const value = text.trim();
+  if (value.startsWith("unix_socket:")) {
+    const path = value.slice("unix_socket:".length).trim();
+    return path ? { kind: "unix", path } : undefined;
+  }
+  const colon = value.lastIndexOf(":");
+  if (colon <= 0) return undefined;
+  const hostname = value.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+  const port = Number(value.slice(colon + 1));
+  if (!hostname || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { kind: "tcp", hostname, port };
+}
+
+/**
+ * Parses token file text: `token: target` lines (a colon and one whitespace character separate them), `#`
+ * comments, blank lines. Later duplicates win. `firstLine` numbers lines across a directory's files.
+ */
+export function parseTokenFile(text: string, into: ParsedTokens, firstLine = 1): number {
+  const lines = text.split(/\r?\n/);
+  if (lines.at(-1) === "") lines.pop();
+  lines.forEach((line, i) => {
+    if (line.trim() === "" || line.startsWith("#")) return;
+    const parts = line.split(/:\s/);
+    const target = parts.length >= 2 ? parseTokenTarget(parts.slice(1).join(": ")) : undefined;
+    const token = parts[0].trim();
+    if (parts.length < 2 || !token || !target) {
+      into.syntaxErrors.push(firstLine + i);
+      return;
+    }
+    into.targets.set(token, target);
+  });
+  return firstLine + lines.length;
+}
+
+/** Every token of a file, or of each regular file of a directory (not recursive, in name order). */
+async function readTokens(source: string): Promise<ParsedTokens> {
+  const parsed: ParsedTokens = { targets: new Map(), syntaxErrors: [] };
+  const info = await Deno.stat(source);
+  if (!info.isDirectory) {
+    parseTokenFile(await Deno.readTextFile(source), parsed);
+    return parsed;
+  }
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(source)) if (entry.isFile) names.push(entry.name);
+  let line = 1;
+  for (const name of names.sort()) {
+    line = parseTokenFile(await Deno.readTextFile(`${source}/${name}`), parsed, line);
+  }
+  return parsed;
+}
+
+/** Builds a token plugin by name. Throws with a clear message for unknown names or bad sources. */
+export async function createTokenPlugin(
+  name: string,
+  source: string | undefined,
+  warn: (message: string) => void,
+): Promise<TokenPlugin> {
+  if (!TOKEN_PLUGINS.includes(name)) {
+    throw new Error(
+      `--token-plugin ${name}: not available (built in: ${
+        TOKEN_PLUGINS.join(", ")
+      }; Python class paths ` +
+        "cannot be loaded)",
+    );
+  }
+  if (!source) throw new Error(`--token-plugin ${name} needs --token-source`);
+  switch (name) {
+    case "TokenFile":
+      return {
+        name,
+        async lookup(token) {
+          // Re-read on every lookup: edits apply without a restart.
+          const parsed = await readTokens(source);
+          for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
+          return parsed.targets.get(token);
+        },
+      };
+    case "ReadOnlyTokenFile": {
+      const parsed = await readTokens(source);
+      for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
+      return { name, lookup: (token) => Promise.resolve(parsed.targets.get(token)) };
+    }
+    case "TokenFileName": {
+      if (!(await Deno.stat(source)).isDirectory) {
+        throw new Error(`--token-source ${source}: not a directory`);
+      }
+      return {
+        name,
+        async lookup(token) {
+          try {
+            return parseTokenTarget(await Deno.readTextFile(`${source}/${basename(token)}`));
+          } catch {
+            return undefined;
+          }
+        },
+      };
+    }
+    default: { // UnixDomainSocketDirectory
+      const root = await Deno.realPath(source);
+      return {
+        name,
+        async lookup(token) {
+          try {
+            const path = await Deno.realPath(`${root}/${basename(token)}`);
+            const inside = path.startsWith(root + "/");
+            return inside && (await Deno.stat(path)).isSocket ? { kind: "unix", path } : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+      };
+    }
+  }
+}
+
+/**
+ * The token of a request: the first `token=` of the query (percent-decoded, `+` as space, trailing newlines
+ * dropped), or with `hostToken` the Host header without its port (IPv6 literals kept whole).
+ */
+export function requestToken(request: HttpRequest, hostToken: boolean): string | undefined {
+  if (hostToken) {
+    const host = request.headers.get("host");
+    if (!host) return undefined;
+    const bracketed = host.match(/^\[([^\]]+)\](?::\d+)?$/);
+    return bracketed ? bracketed[1] : host.replace(/:\d*$/, "");
+  }
+  const query = request.target.split("?", 2)[1]?.split("#")[0];
+  if (!query) return undefined;
+  const token = new URLSearchParams(query).get("token");
+  return token?.replace(/[\r\n]+$/, "") ?? undefined;
+}
+
+/** An authentication refusal: the status line and headers to send (no body), and what to log. */
+export interface AuthRefusal {
+  status: number;
+  message: string;
+  headers: [string, string][];
+  log: string;
+}
+
+/** What an auth plugin sees of a connection. */
+export interface AuthContext {
+  request: HttpRequest;
+  target: TargetSpec;
+  /** The TLS client certificate's subject CN, when one was verified. */
+  clientCertCN: string | undefined;
+}
+
+export interface AuthPlugin {
+  readonly name: string;
+  /** undefined: allowed. */
+  authenticate(context: AuthContext): AuthRefusal | undefined;
+}
+
+/** Builds an auth plugin by name. Throws with a clear message for unknown names or bad sources. */
+export function createAuthPlugin(name: string, source: string | undefined): AuthPlugin {
+  if (!AUTH_PLUGINS.includes(name)) {
+    throw new Error(
+      `--auth-plugin ${name}: not available (built in: ${
+        AUTH_PLUGINS.join(", ")
+      }; Python class paths ` +
+        "cannot be loaded)",
+    );
+  }
+  if (!source) throw new Error(`--auth-plugin ${name} needs --auth-source`);
+  switch (name) {
+    case "BasicHTTPAuth": {
+      if (!source.includes(":")) {
+        throw new Error("--auth-source for BasicHTTPAuth must be user:password");
+      }
+      const challenge: [string, string][] = [["WWW-Authenticate", 'Basic realm="Websockify"']];
+      const unauthorized = (log: string): AuthRefusal => ({
+        status: 401,
+        message: "Unauthorized",
+        headers: challenge,
+        log,
+      });
+      return {
+        name,
+        authenticate({ request }) {
+          const header = request.headers.get("authorization");
+          if (!header) return unauthorized("no Authorization header");
+          if (!header.startsWith("Basic ")) {
+            return {
+              status: 403,
+              message: "Forbidden",
+              headers: [],
+              log: "not Basic authorization",
+            };
+          }
+          let credentials: string;
+          try {
+            credentials = latin1.decode(
+              Uint8Array.from(atob(header.slice(6).trim()), (c) => c.charCodeAt(0)),
+            );
+          } catch {
+            return unauthorized("malformed Basic credentials");
+          }
+          return constantTimeEqual(credentials, source)
+            ? undefined
+            : unauthorized("wrong user or password");
+        },
+      };
+    }
+    case "ExpectOrigin": {
+      const origins = source.split(/\s+/).filter((o) => o);
+      return {
+        name,
+        authenticate({ request }) {
+          const origin = request.headers.get("origin");
+          if (origin !== undefined && origins.includes(origin)) return undefined;
+          return {
+            status: 403,
+            message: "Invalid Origin",
+            headers: [],
+            log: `Invalid Origin Header: Expected one of ${JSON.stringify(origins)}, got '${
+              origin ?? "None"
+            }'`,
+          };
+        },
+      };
+    }
+    default: { // ClientCertCNAuth
+      const names = source.split(/\s+/).filter((n) => n);
+      return {
+        name,
+        authenticate({ clientCertCN }) {
+          if (clientCertCN !== undefined && names.includes(clientCertCN)) return undefined;
+          return {
+            status: 403,
+            message: "Forbidden",
+            headers: [],
+            log: `client certificate CN '${clientCertCN ?? "none"}' not allowed`,
+          };
+        },
+      };
+    }
+  }
+}
+
+const latin1 = new TextDecoder("latin1");
+
+/** String comparison whose time does not depend on where the strings differ. */
+function constantTimeEqual(a: string, b: string): boolean {
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    difference |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return difference === 0;
+}
+
+/**
+ * The headers an auth plugin may trust: client-sent `SSL_*` headers removed, `SSL_CLIENT_S_DN_CN` set from a
+ * verified client certificate (Apache style), as Python websockify 0.13 does.
+ */
+export function sanitizeHeaders(
+  request: HttpRequest,
+  clientCertCN: string | undefined,
+): HttpRequest {
+  const headers = new Map([...request.headers].filter(([name]) => !name.startsWith("ssl_")));
+  if (clientCertCN !== undefined) headers.set("ssl_client_s_dn_cn", clientCertCN);
+  return { ...request, headers };
+}
+
+/** The plugins the settings ask for, ready to use; throws with a clear message. */
+export async function loadPlugins(
+  settings: {
+    target: TargetSpec;
+    auth: { plugin: string; source: string | undefined } | undefined;
+  },
+  warn: (message: string) => void,
+): Promise<{ token?: TokenPlugin; auth?: AuthPlugin }> {
+  const { target, auth } = settings;
+  return {
+    token: target.kind === "token"
+      ? await createTokenPlugin(target.plugin, target.source, warn)
+      : undefined,
+    auth: auth ? createAuthPlugin(auth.plugin, auth.source) : undefined,
+  };
+}
