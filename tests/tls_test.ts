@@ -5,6 +5,8 @@ import { Opcode } from "../lib/websocket/frames.ts";
 import { makeCerts, sClient, type TestCerts } from "./certs.ts";
 import { echoTarget, ProxyProcess, RawClient, readToEnd, startProxy, waitFor } from "./helpers.ts";
 import { writeAll } from "../lib/io.ts";
+import { X509Certificate } from "node:crypto";
+import { verifyClientChain } from "../lib/tls.ts";
 
 let certs: TestCerts;
 
@@ -377,4 +379,24 @@ Deno.test("--ssl-target sends SNI (the target's host name) and verifies the cert
       await good.stop();
       await wrongName.stop();
     }
+  }));
+
+Deno.test("client chain checks: dates, issuer links, trusted roots", () =>
+  withCerts(async () => {
+    const load = async (path: string) => new X509Certificate(await Deno.readTextFile(path));
+    const ca = await load(certs.ca);
+    const client = await load(certs.clientCert);
+    const untrusted = await load(certs.untrustedCert);
+    assert.doesNotThrow(() => verifyClientChain([client], [ca]));
+    assert.doesNotThrow(
+      () => verifyClientChain([client, ca], [ca]),
+      "a chain that includes its root",
+    );
+    assert.throws(() => verifyClientChain([untrusted], [ca]), /not issued by a trusted CA/);
+    assert.throws(() => verifyClientChain([client, untrusted], [ca]), /chain is broken/);
+    assert.throws(
+      () => verifyClientChain([client], [ca], new Date(Date.now() + 10 * 86400_000)),
+      /not valid now/,
+    );
+    assert.throws(() => verifyClientChain([], [ca]), /no client certificate/);
   }));
