@@ -7,7 +7,7 @@
 
 import { resolve } from "node:path";
 import { type OptionSpec, parseArgs, UsageError } from "./optparse.ts";
-import { AUTH_PLUGINS, TOKEN_PLUGINS } from "./plugins.ts";
+import { unknownPlugin } from "./plugins.ts";
 
 export { UsageError };
 
@@ -449,14 +449,8 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   const unixTarget = value("unix-target");
   const targetConfig = path("target-config");
   const tokenPlugin = targetConfig !== undefined ? "TokenFile" : value("token-plugin");
-  if (tokenPlugin !== undefined && !TOKEN_PLUGINS.includes(tokenPlugin)) {
-    throw new UsageError(
-      `--token-plugin ${tokenPlugin}: not available (built in: ${
-        TOKEN_PLUGINS.join(", ")
-      }; Python class ` +
-        "paths cannot be loaded)",
-    );
-  }
+  const tokenProblem = tokenPlugin === undefined ? undefined : unknownPlugin("token", tokenPlugin);
+  if (tokenProblem) throw new UsageError(tokenProblem);
   if (
     tokenPlugin === undefined &&
     (value("token-source") !== undefined || parsed.flags.has("host-token"))
@@ -464,14 +458,8 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     throw new UsageError("--token-source and --host-token require --token-plugin");
   }
   const authPlugin = value("auth-plugin");
-  if (authPlugin !== undefined && !AUTH_PLUGINS.includes(authPlugin)) {
-    throw new UsageError(
-      `--auth-plugin ${authPlugin}: not available (built in: ${
-        AUTH_PLUGINS.join(", ")
-      }; Python class paths ` +
-        "cannot be loaded)",
-    );
-  }
+  const authProblem = authPlugin === undefined ? undefined : unknownPlugin("auth", authPlugin);
+  if (authProblem) throw new UsageError(authProblem);
   if (authPlugin === undefined && value("auth-source") !== undefined) {
     throw new UsageError("--auth-source requires --auth-plugin");
   }

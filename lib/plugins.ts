@@ -26,6 +26,16 @@ export const TOKEN_PLUGINS = [
 ];
 export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"];
 
+/** Why a plugin name cannot be used (undefined when it can). */
+export function unknownPlugin(kind: "token" | "auth", name: string): string | undefined {
+  const builtIn = kind === "token" ? TOKEN_PLUGINS : AUTH_PLUGINS;
+  if (builtIn.includes(name)) return undefined;
+  return `--${kind}-plugin ${name}: not available (built in: ${
+    builtIn.join(", ")
+  }; Python class paths ` +
+    "cannot be loaded)";
+}
+
 /** Finds a session's target from its token; undefined when the token is unknown. */
 export interface TokenPlugin {
   readonly name: string;
@@ -97,14 +107,8 @@ export async function createTokenPlugin(
   source: string | undefined,
   warn: (message: string) => void,
 ): Promise<TokenPlugin> {
-  if (!TOKEN_PLUGINS.includes(name)) {
-    throw new Error(
-      `--token-plugin ${name}: not available (built in: ${
-        TOKEN_PLUGINS.join(", ")
-      }; Python class paths ` +
-        "cannot be loaded)",
-    );
-  }
+  const problem = unknownPlugin("token", name);
+  if (problem) throw new Error(problem);
   if (!source) throw new Error(`--token-plugin ${name} needs --token-source`);
   switch (name) {
     case "TokenFile":
@@ -196,14 +200,8 @@ export interface AuthPlugin {
 
 /** Builds an auth plugin by name. Throws with a clear message for unknown names or bad sources. */
 export function createAuthPlugin(name: string, source: string | undefined): AuthPlugin {
-  if (!AUTH_PLUGINS.includes(name)) {
-    throw new Error(
-      `--auth-plugin ${name}: not available (built in: ${
-        AUTH_PLUGINS.join(", ")
-      }; Python class paths ` +
-        "cannot be loaded)",
-    );
-  }
+  const problem = unknownPlugin("auth", name);
+  if (problem) throw new Error(problem);
   if (!source) throw new Error(`--auth-plugin ${name} needs --auth-source`);
   switch (name) {
     case "BasicHTTPAuth": {

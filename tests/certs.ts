@@ -33,20 +33,22 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 export async function makeCerts(): Promise<TestCerts> {
   const dir = await Deno.makeTempDir({ prefix: "websockify-certs-" });
   const days = ["-days", "2"];
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    ...days,
-    "-subj",
-    "/CN=Test CA",
-  ], dir);
+  const selfSigned = (subject: string, cert: string, key: string) =>
+    openssl([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      ...days,
+      "-subj",
+      subject,
+    ], dir);
+  await selfSigned("/CN=Test CA", "ca.pem", "ca.key");
   const issue = async (cn: string, cert: string, key: string, extensions: string) => {
     await openssl([
       "req",
@@ -81,20 +83,7 @@ export async function makeCerts(): Promise<TestCerts> {
   const serverExt = (sans: string) => `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\n`;
   await issue("localhost", "server.pem", "server.key", serverExt("DNS:localhost,IP:127.0.0.1"));
   await issue("client1", "client.pem", "client.key", "extendedKeyUsage=clientAuth\n");
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "untrusted.key",
-    "-out",
-    "untrusted.pem",
-    ...days,
-    "-subj",
-    "/CN=intruder",
-  ], dir);
+  await selfSigned("/CN=intruder", "untrusted.pem", "untrusted.key");
   await openssl([
     "pkcs8",
     "-topk8",
