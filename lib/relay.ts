@@ -139,6 +139,10 @@ export class Relay {
       this.#closedBy = "heartbeat";
       this.#clientOpen = false;
       closeQuietly(this.#client); // a dead peer reads no close frame
+      // Nothing is owed to a dead client: the target goes at once too, which also frees a pump stuck writing
+      // to a target that stopped reading.
+      this.#targetWritable = false;
+      closeQuietly(this.#target);
       return;
     }
     this.#unansweredPings++;

@@ -4,11 +4,12 @@ import dgram from "node:dgram";
 import { writeAll } from "../lib/io.ts";
 import { escapeRecordPayload } from "../lib/record.ts";
 import { formatSyslog } from "../lib/logsinks.ts";
-import { Opcode } from "../lib/websocket/frames.ts";
+import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
 import {
   concat,
   deadline,
   echoTarget,
+  MASK,
   ProxyProcess,
   pseudoRandomBytes,
   RawClient,
@@ -136,6 +137,29 @@ Deno.test("--heartbeat: empty pings; a client that answers stays, one that does 
   } finally {
     await proxy.stop();
     await target.close();
+  }
+});
+
+Deno.test("--heartbeat also ends a session whose client vanished while its target stopped reading", async () => {
+  const release = Promise.withResolvers<void>();
+  const stalled = new TcpTarget(async () => await release.promise); // accepts, never reads
+  const proxy = await startProxy([`127.0.0.1:${stalled.port}`, "--heartbeat=1"]);
+  try {
+    const client = await RawClient.open(proxy.port);
+    const frame = encodeFrame(Opcode.Binary, new Uint8Array(65536), { mask: MASK });
+    // Fill every buffer on the way until the proxy's pump is stuck writing to the target.
+    await Promise.race([
+      (async () => {
+        for (let i = 0; i < 400; i++) await writeAll(client.conn, frame);
+      })().catch(() => {}),
+      sleep(1500),
+    ]);
+    client.close();
+    await waitFor(() => proxy.log.has(/session ended by heartbeat/), 8000, "the session's end");
+  } finally {
+    await proxy.stop();
+    release.resolve();
+    await stalled.close();
   }
 });
 
