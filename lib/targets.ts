@@ -6,6 +6,7 @@
 
 import type { TargetSpec } from "./cli.ts";
 import { formatHostPort } from "./log.ts";
+import { SYSTEM_CA_BUNDLE } from "./tls.ts";
 
 /** `host:port`, the socket path, or `'cmd args' (port N)`, as log lines show a target. */
 export function describeTarget(target: TargetSpec): string {
@@ -21,6 +22,20 @@ export function describeTarget(target: TargetSpec): string {
   }
 }
 
+/** The system CA bundle, read once. */
+let systemCas: Promise<string[]> | undefined;
+
+/**
+ * The extra roots for --ssl-target: the system bundle (Deno's TLS client otherwise trusts only its built-in
+ * Mozilla roots, and Python websockify uses the system's) and the --ssl-target-cafile, read per connection so
+ * that a renewed file applies.
+ */
+export async function targetCaCerts(cafile: string | undefined): Promise<string[]> {
+  systemCas ??= Deno.readTextFile(SYSTEM_CA_BUNDLE).then((pem) => [pem], () => []);
+  const extra = cafile ? [await Deno.readTextFile(cafile)] : [];
+  return [...(await systemCas), ...extra];
+}
+
 /** How long a session waits for a wrapped program that is not listening yet (it may still be starting). */
 export const WRAPPED_CONNECT_PATIENCE_MS = 5000;
 
@@ -31,10 +46,8 @@ export async function connectTarget(target: TargetSpec): Promise<Deno.Conn | Den
       return await Deno.connect({ transport: "unix", path: target.path });
     case "tcp": {
       if (target.tls) {
-        // Verified against the system roots plus the optional CA file; SNI is sent for host names.
-        const caCerts = target.tls.cafile
-          ? [await Deno.readTextFile(target.tls.cafile)]
-          : undefined;
+        // Verified (SNI sent for host names) against Deno's roots, the system's, and the optional CA file.
+        const caCerts = await targetCaCerts(target.tls.cafile);
         const conn = await Deno.connectTls({
           hostname: target.hostname,
           port: target.port,

@@ -7,6 +7,7 @@ import { echoTarget, ProxyProcess, RawClient, readToEnd, startProxy, waitFor } f
 import { writeAll } from "../lib/io.ts";
 import { X509Certificate } from "node:crypto";
 import { verifyClientChain } from "../lib/tls.ts";
+import { targetCaCerts } from "../lib/targets.ts";
 
 let certs: TestCerts;
 
@@ -400,3 +401,19 @@ Deno.test("client chain checks: dates, issuer links, trusted roots", () =>
     );
     assert.throws(() => verifyClientChain([], [ca]), /no client certificate/);
   }));
+
+Deno.test("--ssl-target trusts the system CA bundle (as Python does) plus --ssl-target-cafile", async () => {
+  const system = await Deno.readTextFile("/etc/ssl/certs/ca-certificates.crt").catch(() =>
+    undefined
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/private.pem`, "PRIVATE CA");
+    const roots = await targetCaCerts(`${dir}/private.pem`);
+    assert.equal(roots.at(-1), "PRIVATE CA");
+    if (system) assert.equal(roots[0], system);
+    assert.deepEqual(await targetCaCerts(undefined), system ? [system] : []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
