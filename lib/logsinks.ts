@@ -5,6 +5,7 @@
  */
 
 import dgram from "node:dgram";
+import { writeAll } from "./io.ts";
 import type { Level, LogSink } from "./log.ts";
 
 const encoder = new TextEncoder();
@@ -35,10 +36,6 @@ export class FileSink implements LogSink {
 
 /** Backlog bound: beyond it, lines are dropped rather than memory grown. */
 const MAX_QUEUED = 1000;
-
-async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
-}
 
 const SEVERITY: Record<Level, number> = { error: 3, warning: 4, info: 6, debug: 7 };
 /** Facilities: `daemon` when backgrounded (-D), `user` otherwise, as Python websockify. */
@@ -138,7 +135,7 @@ export class SyslogSink implements LogSink {
         const framed = new Uint8Array(message.length + 1);
         framed.set(message);
         framed[message.length] = 0x0a;
-        return writeAllTo(transport.conn, framed);
+        return writeAll(transport.conn, framed);
       }
     }
   }

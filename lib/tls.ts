@@ -31,7 +31,8 @@ export class TlsError extends Error {
 interface Credentials {
   cert: string;
   key: string;
-  ca: string | undefined;
+  /** The CA certificates for client certificates; present exactly when clients are verified. */
+  ca: string[] | undefined;
 }
 
 /** Splits a PEM bundle into its certificates. */
@@ -64,7 +65,7 @@ export async function loadCredentials(options: TlsOptions): Promise<Credentials>
   const cert = pemCertificates(certText).join("\n");
   if (!cert) throw new TlsError(`no certificate in '${options.cert}'`);
   const ca = options.verifyClient
-    ? await Deno.readTextFile(options.cafile ?? SYSTEM_CA_BUNDLE)
+    ? pemCertificates(await Deno.readTextFile(options.cafile ?? SYSTEM_CA_BUNDLE))
     : undefined;
   return { cert, key, ca };
 }
@@ -203,7 +204,7 @@ export async function acceptTls(
     minVersion: options.minVersion,
     requestCert: options.verifyClient,
     rejectUnauthorized: options.verifyClient,
-    ca: credentials.ca ? pemCertificates(credentials.ca) : undefined,
+    ca: credentials.ca,
   });
   guardDeferredStart(socket);
   const stream = new TlsStream(socket, conn);
@@ -216,11 +217,8 @@ export async function acceptTls(
         () => reject(new TlsError("connection closed during the TLS handshake")),
       );
     });
-    if (options.verifyClient) {
-      verifyClientChain(
-        peerChain(socket),
-        pemCertificates(credentials.ca!).map((pem) => new X509Certificate(pem)),
-      );
+    if (credentials.ca) {
+      verifyClientChain(peerChain(socket), credentials.ca.map((pem) => new X509Certificate(pem)));
     }
     return stream;
   } catch (error) {

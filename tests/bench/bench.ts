@@ -15,6 +15,7 @@
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
 import { findHeadEnd } from "../../lib/http.ts";
+import { writeAll } from "../../lib/io.ts";
 import { makeCerts, type TestCerts } from "../certs.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -277,10 +278,6 @@ class Channel {
       this.conn.close();
     } catch { /* closed */ }
   }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < data.length;) offset += await conn.write(data.subarray(offset));
 }
 
 /** Reads until `count` payload bytes arrived. */

@@ -9,15 +9,13 @@
  * Prints `port <N>` on stdout once listening. Stops on SIGTERM.
  */
 
+import { writeAll } from "../../lib/io.ts";
+
 const [mode, countText] = Deno.args;
 const count = Number(countText ?? 0);
 const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 console.log(`port ${(listener.addr as Deno.NetAddr).port}`);
 Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < data.length;) offset += await conn.write(data.subarray(offset));
-}
 
 async function serve(conn: Deno.TcpConn): Promise<void> {
   conn.setNoDelay(true);
