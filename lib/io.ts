@@ -44,12 +44,24 @@ const POOL_LIMIT = 64;
 const largePool: Uint8Array[] = [];
 
 /**
- * Read buffers sized to the traffic. A pending read holds its buffer for as long as the peer stays silent, so an
- * idle connection must wait on a small one; a busy one needs large reads to be fast.
+ * Read buffers sized to the traffic, lent one at a time. A pending read holds its buffer for as long as the peer
+ * stays silent, so an idle connection must wait on a small one; a busy one needs large reads to be fast.
  *
- * The rule: a read that fills the small buffer switches to the large one (more is waiting); a read that leaves
- * the large one less than full means the socket was drained, so the next wait uses the small buffer and the large
- * one goes back to a shared pool. `headroom` bytes are reserved in front of every buffer, so a frame header can be
+ * Ownership is explicit, because the large buffers are shared between sessions through a process-wide pool:
+ * `lend()` hands out the buffer for the next read, and the caller gives it back with `giveBack(bytesRead)` only
+ * once every use of the bytes read into it is over (written to the peer, seen by the observers). Only then may
+ * the buffer go back to the pool, where another session can take it. A buffer that is never given back (the
+ * stream failed while a write may still hold it) is never pooled: `dispose()` just forgets it. Go's
+ * `buf := pool.Get(); defer pool.Put(buf)` is the shape.
+ *
+ *     const buffer = buffers.lend();
+ *     const n = await stream.read(buffer.subarray(buffers.headroom));
+ *     ...await write(buffer...)...   // the bytes are in use
+ *     buffers.giveBack(n ?? 0);       // now they are not
+ *
+ * Sizing: a read that fills the small buffer switches to the large one (more is waiting); a read that leaves the
+ * large one less than full means the socket was drained, so the next wait uses the small buffer and the large
+ * one goes back to the pool. `headroom` bytes are reserved in front of every buffer, so a frame header can be
  * written there and header + payload sent in one write.
  */
 export class ReadBuffers {
@@ -57,43 +69,58 @@ export class ReadBuffers {
   #small: Uint8Array | undefined;
   #large: Uint8Array | undefined;
   #useLarge = false;
+  #lent: Uint8Array | undefined;
 
   constructor(headroom = 0) {
     this.headroom = headroom;
   }
 
   /** The buffer for the next read: its first `headroom` bytes are reserved, read into `subarray(headroom)`. */
-  next(): Uint8Array {
+  lend(): Uint8Array {
+    if (this.#lent) throw new Error("ReadBuffers: the last buffer lent was not given back");
     if (this.#useLarge) {
       this.#large ??= takeLarge(this.headroom);
-      return this.#large;
+      this.#lent = this.#large;
+    } else {
+      this.#small ??= new Uint8Array(this.headroom + SMALL_READ);
+      this.#lent = this.#small;
     }
-    this.#small ??= new Uint8Array(this.headroom + SMALL_READ);
-    return this.#small;
+    return this.#lent;
   }
 
-  /** Tells how many bytes the last read returned, choosing the next buffer. */
-  update(bytesRead: number): void {
+  /**
+   * Gives the lent buffer back once its bytes are no longer used anywhere; `bytesRead`, what the read into it
+   * returned, chooses the next buffer. Only here does a large buffer go back to the pool.
+   */
+  giveBack(bytesRead: number): void {
+    if (!this.#lent) throw new Error("ReadBuffers: nothing was lent");
+    this.#lent = undefined;
     if (!this.#useLarge) {
       if (bytesRead >= SMALL_READ) this.#useLarge = true;
     } else if (bytesRead < LARGE_READ) {
       this.#useLarge = false;
-      this.#release();
+      const large = this.#large;
+      this.#large = undefined;
+      if (large) returnLarge(large, this.headroom);
     }
   }
 
-  /** Returns the large buffer to the pool (call when the stream is done). */
-  release(): void {
-    this.#release();
-    this.#small = undefined;
-  }
-
-  #release(): void {
+  /**
+   * The stream is done. A large buffer that was given back returns to the pool; one still lent out (a read or
+   * write that failed may still hold it) is left to the garbage collector, never shared.
+   */
+  dispose(): void {
     const large = this.#large;
+    if (large && this.#lent !== large) returnLarge(large, this.headroom);
     this.#large = undefined;
-    if (large && largePool.length < POOL_LIMIT && large.length === this.headroom + LARGE_READ) {
-      largePool.push(large);
-    }
+    this.#small = undefined;
+    this.#lent = undefined;
+  }
+}
+
+function returnLarge(buffer: Uint8Array, headroom: number): void {
+  if (largePool.length < POOL_LIMIT && buffer.length === headroom + LARGE_READ) {
+    largePool.push(buffer);
   }
 }
 

@@ -160,22 +160,23 @@ export class Relay {
 
   async #pumpClient(initial: Uint8Array): Promise<void> {
     const buffers = new ReadBuffers();
-    let chunk = initial;
     try {
+      if (initial.length > 0 && await this.#onClientChunk(initial)) return;
       while (true) {
-        if (chunk.length > 0 && await this.#onClientChunk(chunk)) return;
-        const buffer = buffers.next();
+        const buffer = buffers.lend();
         const n = await this.#client.read(buffer);
         if (n === null) return;
         this.#observer.traffic?.("}");
-        buffers.update(n);
-        chunk = buffer.subarray(0, n);
+        if (await this.#onClientChunk(buffer.subarray(0, n))) return;
+        // Every byte of this read has been written to the target and seen by the observers: only now may the
+        // buffer be reused, or pooled for another session.
+        buffers.giveBack(n);
       }
     } catch {
       // The client connection failed or was closed by the deadline: the session is over either way.
     } finally {
       this.#clientOpen = false;
-      buffers.release();
+      buffers.dispose();
       closeQuietly(this.#client);
     }
   }
@@ -265,25 +266,16 @@ export class Relay {
     const buffers = new ReadBuffers(headroom);
     try {
       while (true) {
-        const buffer = buffers.next();
+        const buffer = buffers.lend();
         const n = await this.#target.read(buffer.subarray(headroom));
         if (n === null) break;
         this.#observer.traffic?.("{");
-        buffers.update(n);
         // Once the client is closing or gone, target data has nowhere to go: drain it until EOF, drop it.
-        if (!this.#clientOpen || this.#closeSent || this.#closeReceived) continue;
-        if (this.#framing === "base64") {
-          const text = new TextEncoder().encode(
-            encodeBase64(buffer.subarray(headroom, headroom + n)),
-          );
-          await this.#sendToClient(encodeFrame(Opcode.Text, text));
-        } else {
-          const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
-          await this.#sendToClient(buffer.subarray(start, headroom + n));
+        if (this.#clientOpen && !this.#closeSent && !this.#closeReceived) {
+          await this.#frameToClient(buffer, n);
         }
-        this.#bytesToClient += n;
-        this.#observer.fromTarget?.(buffer.subarray(headroom, headroom + n));
-        this.#observer.traffic?.("<");
+        // The frame holding these bytes has been written and the observers have seen them.
+        buffers.giveBack(n);
       }
       this.#targetEnded = true;
       this.#sendClose(CloseCode.Normal, "Target closed", "target");
@@ -292,8 +284,24 @@ export class Relay {
       // A failure after the session began closing is the closing itself; before that it is the target's.
       this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
     } finally {
-      buffers.release();
+      buffers.dispose();
     }
+  }
+
+  /** Frames `n` target bytes (read into `buffer` after its headroom) to the client; resolves once written. */
+  async #frameToClient(buffer: Uint8Array, n: number): Promise<void> {
+    const headroom = MAX_SERVER_HEADER;
+    const payload = buffer.subarray(headroom, headroom + n);
+    if (this.#framing === "base64") {
+      const text = new TextEncoder().encode(encodeBase64(payload));
+      await this.#sendToClient(encodeFrame(Opcode.Text, text));
+    } else {
+      const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
+      await this.#sendToClient(buffer.subarray(start, headroom + n));
+    }
+    this.#bytesToClient += n;
+    this.#observer.fromTarget?.(payload);
+    this.#observer.traffic?.("<");
   }
 
   // ---- client writes and closing -----------------------------------------------------------------------------

@@ -24,22 +24,31 @@ const PAGE = `<!DOCTYPE html>
 const scheme = location.protocol === "https:" ? "wss" : "ws";
 const ws = new WebSocket(scheme + "://" + location.host + "/websockify", ["binary"]);
 ws.binaryType = "arraybuffer";
+// Each page has its own pattern, so bytes of the other page's session would show as a difference.
+const seed = scheme === "wss" ? 101 : 7;
 const data = new Uint8Array(300000);
-for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 255;
+for (let i = 0; i < data.length; i++) data[i] = (i * 31 + seed + (i >> 8)) & 255;
 const received = new Uint8Array(data.length);
 let have = 0;
 ws.onopen = () => {
   for (let i = 0; i < data.length; i += 25000) ws.send(data.subarray(i, i + 25000));
 };
+const report = (verdict, detail) => {
+  document.getElementById("log").textContent = scheme + " " + detail;
+  document.title = verdict + " " + scheme + " " + ws.protocol;
+  ws.close(1000, "done");
+};
 ws.onmessage = (event) => {
   const chunk = new Uint8Array(event.data);
+  if (have + chunk.length > data.length) {
+    return report("FAIL", "got " + (have + chunk.length) + " bytes, sent " + data.length);
+  }
   received.set(chunk, have);
   have += chunk.length;
   if (have === data.length) {
-    const same = received.every((b, i) => b === data[i]);
-    document.getElementById("log").textContent = scheme + " " + have + " bytes " + (same ? "match" : "differ");
-    document.title = (same ? "PASS " : "FAIL ") + scheme + " " + ws.protocol;
-    ws.close(1000, "done");
+    const at = received.findIndex((b, i) => b !== data[i]);
+    if (at < 0) return report("PASS", have + " bytes match");
+    report("FAIL", "byte " + at + " differs: expected " + data[at] + ", got " + received[at]);
   }
 };
 ws.onerror = () => { document.title = "ERROR " + scheme; };
@@ -88,9 +97,14 @@ Deno.test({
         page.waitForFunction("document.title !== 'waiting'", undefined, { timeout: 20000 })
           .then(() => page.title());
       const [secureTitle, plainTitle] = await Promise.all([outcome(secure), outcome(plain)]);
-      assert.equal(secureTitle, "PASS wss binary");
-      assert.equal(plainTitle, "PASS ws binary");
+      // On a failure, the page's log line says where the bytes differed and how.
+      const details = `wss: ${await secure.textContent("#log")}; ws: ${await plain.textContent(
+        "#log",
+      )}`;
+      assert.equal(secureTitle, "PASS wss binary", details);
+      assert.equal(plainTitle, "PASS ws binary", details);
       assert.equal(await secure.textContent("#log"), "wss 300000 bytes match");
+      assert.equal(await plain.textContent("#log"), "ws 300000 bytes match");
       await secure.screenshot({ path: `${root}/secure.png` });
       assert.ok((await Deno.stat(`${root}/secure.png`)).size > 0);
       assert.ok(proxy.log.has(/"GET \/ HTTP\/1\.1" 200 -/));
