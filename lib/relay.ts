@@ -30,6 +30,25 @@ import {
 import type { Framing } from "./websocket/handshake.ts";
 import { Receiver, type ReceiverEvent } from "./websocket/receiver.ts";
 
+/** A target write pending this long makes the relay check whether the client is still there. */
+const TARGET_STALL_MS = 500;
+/**
+ * While a target write is stuck, at most this much client data is read ahead to find out whether the client
+ * left. A client that left with more in flight is noticed when the target reads again, or by --heartbeat.
+ */
+const READ_AHEAD_LIMIT = 1024 * 1024;
+const READ_AHEAD_CHUNK = 64 * 1024;
+
+/** Client input read while the target was not taking any: its chunks, in order, and whether the client left. */
+interface ReadAhead {
+  chunks: Uint8Array[];
+  bytes: number;
+  /** The client closed or failed after these chunks. */
+  ended: boolean;
+  /** Settles when no read of it is pending any more. */
+  done: Promise<void>;
+}
+
 export interface RelayOptions {
   framing: Framing;
   /** Milliseconds to wait for the peers to finish closing once a close has begun. Default 3000. */
@@ -94,6 +113,11 @@ export class Relay {
   #closedBy: ClosedBy = "client-dropped";
   #bytesFromClient = 0;
   #bytesToClient = 0;
+  /** Client bytes read while a target write was stuck; the client pump takes them next. */
+  #readAhead: ReadAhead | undefined;
+  #targetWriteStuck = false;
+  /** The client broke the protocol; its next bytes end the session. */
+  #protocolFailed = false;
 
   constructor(client: ByteStream, target: ByteStream, options: RelayOptions) {
     this.#client = client;
@@ -163,6 +187,17 @@ export class Relay {
     try {
       if (initial.length > 0 && await this.#onClientChunk(initial)) return;
       while (true) {
+        // What was read while a target write was stuck comes first (each chunk in a buffer of its own).
+        if (this.#readAhead) {
+          const ahead = this.#readAhead;
+          this.#readAhead = undefined;
+          await ahead.done;
+          for (const chunk of ahead.chunks) {
+            if (await this.#onClientChunk(chunk)) return;
+          }
+          if (ahead.ended) return;
+          continue;
+        }
         const buffer = buffers.lend();
         const n = await this.#client.read(buffer);
         if (n === null) return;
@@ -182,12 +217,55 @@ export class Relay {
   }
 
   /**
+   * A write to the target has been stuck for a while, so nothing reads the client: keep reading it (into
+   * buffers of their own, at most READ_AHEAD_LIMIT bytes) to learn whether it is still there. If it is gone,
+   * the bounded closing wait starts, and at its end the target is closed even with the write pending. What
+   * was read is the client pump's next input, in order.
+   */
+  #watchClient(): void {
+    if (this.#readAhead || !this.#clientOpen) return;
+    const ahead: ReadAhead = { chunks: [], bytes: 0, ended: false, done: Promise.resolve() };
+    this.#readAhead = ahead;
+    ahead.done = (async () => {
+      try {
+        while (this.#targetWriteStuck && ahead.bytes < READ_AHEAD_LIMIT) {
+          const buffer = new Uint8Array(READ_AHEAD_CHUNK);
+          const n = await this.#client.read(buffer);
+          if (n === null) {
+            ahead.ended = true;
+            break;
+          }
+          this.#observer.traffic?.("}");
+          ahead.chunks.push(buffer.subarray(0, n));
+          ahead.bytes += n;
+        }
+      } catch {
+        ahead.ended = true;
+      }
+      if (ahead.ended) this.#clientGone();
+    })();
+  }
+
+  /** The client dropped while the target was not reading: nothing is owed to it past the closing wait. */
+  #clientGone(): void {
+    if (!this.#closeSent && !this.#closeReceived) {
+      this.#reason = "Client went away; target not reading";
+    }
+    this.#clientOpen = false; // nothing more can be sent to it; the failing write is not the target's fault
+    this.#startDeadline();
+  }
+
+  /**
    * Decodes one read's worth of client bytes and acts on it; true when the client side is finished.
    *
    * Consecutive binary payload pieces are moved together in place, over the frame headers between them, so a
    * read that held several frames reaches the target in one write.
    */
   async #onClientChunk(chunk: Uint8Array): Promise<boolean> {
+    if (this.#protocolFailed) {
+      await this.#clientWrites.catch(() => {}); // our close frame is out before the socket closes
+      return true;
+    }
     let fill = 0; // chunk[0, fill) holds payload waiting to be written
     for (const event of this.#receiver.receive(chunk)) {
       if (event.kind === "data" && !(this.#framing === "base64" && event.text)) {
@@ -228,7 +306,11 @@ export class Relay {
         }
         return true;
       case "error":
+        // The connection has failed: nothing more the client sends can be decoded. Our close goes out; the
+        // client's next bytes (its close reply) or its EOF end the session, without waiting out the deadline.
         this.#sendClose(event.code, event.reason, "server");
+        this.#targetWritable = false;
+        this.#protocolFailed = true;
         return false;
     }
   }
@@ -248,6 +330,10 @@ export class Relay {
 
   async #writeToTarget(bytes: Uint8Array): Promise<void> {
     if (!this.#targetWritable || bytes.length === 0) return;
+    const stalled = setTimeout(() => {
+      this.#targetWriteStuck = true;
+      this.#watchClient();
+    }, TARGET_STALL_MS);
     try {
       await writeAll(this.#target, bytes);
       this.#bytesFromClient += bytes.length;
@@ -256,6 +342,9 @@ export class Relay {
     } catch {
       this.#targetWritable = false;
       this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
+    } finally {
+      clearTimeout(stalled);
+      this.#targetWriteStuck = false;
     }
   }
 

@@ -23,6 +23,7 @@ import {
   readRequestHead,
   STATUS_TEXT,
 } from "./http.ts";
+import { Deadline, DeadlineExpired } from "./deadline.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
@@ -74,6 +75,20 @@ interface Peer {
   certCN: string | undefined;
 }
 
+/** One connection on its way to a session: what every step of its walk needs. */
+interface ConnectionContext {
+  conn: ClientConn;
+  /** The connection, or its decrypted TLS stream. */
+  stream: ByteStream;
+  /** The client's address as log lines show it. */
+  client: string;
+  peer: Peer;
+  /** The connection's number (it numbers the --record files). */
+  number: number;
+  /** Bounds every wait before the relay; shutdown expires it. */
+  deadline: Deadline;
+}
+
 /** The plugins a server runs (see plugins.ts). */
 export interface ServerPlugins {
   token?: TokenPlugin;
@@ -121,6 +136,9 @@ function isOutOfDescriptors(error: unknown): boolean {
   return /Too many open files|EMFILE|ENFILE/i.test(message);
 }
 
+/** This many failed accepts in a row, none of them EMFILE/ENFILE, earn a log line and a short pause. */
+const ACCEPT_FAILURES_BEFORE_PAUSE = 1000;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A running proxy server. */
@@ -132,8 +150,8 @@ export class ProxyServer {
   readonly #listener: Acceptor;
   readonly #listenText: string;
   readonly #handlers = new Set<Promise<void>>();
-  /** Connections not yet relaying (closed outright on shutdown). */
-  readonly #pending = new Set<ClientConn>();
+  /** Connections not yet relaying, with their deadlines (expired at once on shutdown). */
+  readonly #pending = new Map<ClientConn, Deadline>();
   readonly #relays = new Set<Relay>();
   #stopping = false;
   #served: Promise<void> | undefined;
@@ -236,6 +254,7 @@ export class ProxyServer {
   async #acceptLoop(): Promise<void> {
     const stopChecks = this.#startLifetimeChecks();
     let backoff = 0;
+    let failedInARow = 0;
     while (!this.#stopping && !this.#acceptingStopped) {
       let conn: ClientConn;
       try {
@@ -254,13 +273,19 @@ export class ProxyServer {
             );
           }
           backoff = Math.min(backoff === 0 ? 50 : backoff * 2, 1000);
-        } else {
-          this.#log.warning(`accept failed: ${describeError(error)}`);
-          backoff = 50;
+          await sleep(backoff);
+        } else if (++failedInARow % ACCEPT_FAILURES_BEFORE_PAUSE === 0) {
+          // A failure that concerns one connection (reset before accept, ECONNABORTED) is retried at once
+          // and not logged: a flood of them must neither slow accepting nor fill the log. Only an error
+          // that keeps coming is worth a line and a pause.
+          this.#log.warning(
+            `accept failed ${failedInARow} times in a row: ${describeError(error)}; pausing`,
+          );
+          await sleep(50);
         }
-        await sleep(backoff);
         continue;
       }
+      failedInARow = 0;
       if (backoff > 0) {
         this.#log.info("accepting connections again");
         backoff = 0;
@@ -286,11 +311,12 @@ export class ProxyServer {
     if (this.#stopping) return this.#served;
     this.#stopping = true;
     closeQuietly(this.#listener);
-    for (const conn of this.#pending) closeQuietly(conn);
+    // Connections not yet relaying (TLS handshake, request head, static files, connecting) end at once.
+    for (const deadline of this.#pending.values()) deadline.expire("shutdown");
     for (const relay of this.#relays) relay.shutdown();
     const served = this.serve();
     const limit = sleep(this.#timeouts.close + 500).then(() => {
-      for (const conn of this.#pending) closeQuietly(conn);
+      for (const deadline of this.#pending.values()) deadline.expire("shutdown");
     });
     await Promise.race([served, limit]);
   }
@@ -301,23 +327,26 @@ export class ProxyServer {
     const client = this.#settings.listen.kind === "unix"
       ? this.#listenText
       : describeAddress(conn.remoteAddr);
-    this.#pending.add(conn);
     let stream: ByteStream = conn;
+    // One deadline from accept covers the first bytes, the Flash policy request, the TLS handshake and the
+    // request head together: trickling bytes cannot stretch it. Shutdown expires it at once.
+    const deadline = new Deadline(() => {
+      closeQuietly(stream);
+      closeQuietly(conn);
+    });
+    deadline.set(this.#timeouts.head);
+    this.#pending.set(conn, deadline);
     try {
       if ("setNoDelay" in conn && conn.remoteAddr.transport === "tcp") {
         (conn as Deno.TcpConn).setNoDelay(true);
       }
       // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
-      const first = await this.#withDeadline(
-        conn,
-        this.#timeouts.firstByte,
-        () => readSome(conn, 1024),
-      );
+      const first = await deadline.race(readSome(conn, 1024), this.#timeouts.firstByte);
       if (!first) return;
       let initial = first;
       let secure = false;
       if (first[0] === 0x16 || first[0] === 0x80) {
-        const tlsStream = await this.#startTls(conn, first, client);
+        const tlsStream = await this.#startTls(conn, first, client, deadline);
         if (!tlsStream) return;
         stream = tlsStream;
         secure = true;
@@ -326,39 +355,30 @@ export class ProxyServer {
         this.#log.info(`${client}: non-SSL connection received but disallowed`);
         return;
       } else if (first[0] === 0x3c) {
-        const notPolicy = await this.#answerFlashPolicy(conn, first);
+        const notPolicy = await this.#answerFlashPolicy(conn, first, deadline);
         if (!notPolicy) return;
         initial = notPolicy;
       }
       const certCN = secure && this.#settings.tls.verifyClient
         ? peerCommonName(stream as TlsStream)
         : undefined;
-      await this.#serveHttp(stream, conn, client, { secure, certCN }, initial, number);
+      const cx: ConnectionContext = {
+        conn,
+        stream,
+        client,
+        peer: { secure, certCN },
+        number,
+        deadline,
+      };
+      await this.#serveHttp(cx, initial);
+    } catch (error) {
+      // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
+      if (!(error instanceof DeadlineExpired)) throw error;
     } finally {
       this.#pending.delete(conn);
+      deadline.dispose();
       closeQuietly(stream);
       closeQuietly(conn);
-    }
-  }
-
-  /** Runs `read` with a deadline: past it the stream is closed and the result is undefined. */
-  async #withDeadline<T>(
-    stream: ByteStream,
-    ms: number,
-    read: () => Promise<T>,
-  ): Promise<T | undefined> {
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      closeQuietly(stream);
-    }, ms);
-    try {
-      const result = await read();
-      return timedOut ? undefined : result;
-    } catch {
-      return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -367,6 +387,7 @@ export class ProxyServer {
     conn: ClientConn,
     sniffed: Uint8Array,
     client: string,
+    deadline: Deadline,
   ): Promise<TlsStream | undefined> {
     const options = this.#settings.tls;
     let credentials;
@@ -382,33 +403,29 @@ export class ProxyServer {
       }
       return undefined;
     }
-    let failure: unknown;
-    const stream = await this.#withDeadline(
-      conn,
-      this.#timeouts.head,
-      () =>
-        acceptTls(conn, sniffed, options, credentials).catch((error) => {
-          failure = error;
-          throw error;
-        }),
-    );
-    if (!stream) {
-      this.#log.request(
-        client,
-        `TLS handshake failed: ${failure ? describeError(failure) : "timed out"}`,
-      );
+    try {
+      return await deadline.race(acceptTls(conn, sniffed, options, credentials, deadline.signal));
+    } catch (error) {
+      const reason = error instanceof DeadlineExpired && error.why === "timeout"
+        ? "timed out"
+        : describeError(error);
+      this.#log.request(client, `TLS handshake failed: ${reason}`);
+      return undefined;
     }
-    return stream;
   }
 
   /**
    * The Flash cross-domain policy request of old web-socket-js clients: answered, then the connection closes
    * (undefined). Anything else: the bytes read so far, for the HTTP parser.
    */
-  async #answerFlashPolicy(conn: ClientConn, first: Uint8Array): Promise<Uint8Array | undefined> {
+  async #answerFlashPolicy(
+    conn: ClientConn,
+    first: Uint8Array,
+    deadline: Deadline,
+  ): Promise<Uint8Array | undefined> {
     let bytes = first;
     while (bytes.length < FLASH_REQUEST.length && FLASH_REQUEST.startsWith(latin1.decode(bytes))) {
-      const more = await this.#withDeadline(conn, this.#timeouts.head, () => readSome(conn, 64));
+      const more = await deadline.race(readSome(conn, 64));
       if (!more) return undefined;
       bytes = concatBytes(bytes, more);
     }
@@ -418,78 +435,75 @@ export class ProxyServer {
   }
 
   /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */
-  async #serveHttp(
-    stream: ByteStream,
-    conn: ClientConn,
-    client: string,
-    peer: Peer,
-    initial: Uint8Array,
-    number: number,
-  ): Promise<void> {
+  async #serveHttp(cx: ConnectionContext, initial: Uint8Array): Promise<void> {
+    const { stream, client, peer } = cx;
     let bytes = initial;
     for (let served = 0;; served++) {
-      const wait = served === 0 ? this.#timeouts.head : this.#timeouts.keepAlive;
-      const next = await this.#readRequest(stream, client, bytes, wait);
+      // The first head shares the deadline set at accept; each keep-alive request gets a fresh one.
+      if (served > 0) cx.deadline.set(this.#timeouts.keepAlive);
+      const next = await this.#readRequest(cx, bytes);
       if (!next) return;
+      cx.deadline.clear();
       const { request, rest } = next;
       if (isUpgradeRequest(request)) {
-        await this.#upgrade(stream, conn, client, peer, request, rest, number);
+        await this.#upgrade(cx, request, rest);
         return;
       }
       const web = this.#settings.web;
       if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
-        await this.#answerPlainHttp(stream, client, request);
+        await this.#answerPlainHttp(cx, request);
         return;
       }
       if (
         this.#settings.webAuth &&
-        !(await this.#authorize(stream, client, peer, request, this.#settings.target))
+        !(await this.#authorize(cx, request, this.#settings.target))
       ) {
         return;
       }
-      const outcome = await serveStatic(stream, request, web);
+      const outcome = await cx.deadline.race(serveStatic(stream, request, web));
       this.#log.request(
         client,
         `"${request.method} ${request.target} ${request.version}" ${outcome.status} -`,
       );
       if (outcome.after === "close") {
-        await this.#finish(stream);
+        await this.#finish(cx);
         return;
       }
       bytes = rest;
     }
   }
 
-  /** Reads and parses a request head within `ms`; answers 400/431 itself. */
+  /** Reads and parses a request head within the connection's deadline; answers 400/431 itself. */
   async #readRequest(
-    stream: ByteStream,
-    client: string,
+    cx: ConnectionContext,
     initial: Uint8Array,
-    ms: number,
   ): Promise<{ request: HttpRequest; rest: Uint8Array } | undefined> {
-    const result = await this.#withDeadline(stream, ms, () => readRequestHead(stream, initial));
-    if (!result || result.kind === "closed") return undefined;
+    const result = await cx.deadline.race(readRequestHead(cx.stream, initial));
+    if (result.kind === "closed") return undefined;
     if (result.kind === "too-large") {
-      await this.#sendError(stream, client, 431, "Request header fields too large");
+      await this.#sendError(cx, 431, "Request header fields too large");
       return undefined;
     }
     try {
       return { request: parseRequestHead(result.head), rest: result.rest };
     } catch (error) {
-      await this.#sendError(stream, client, 400, describeError(error));
+      await this.#sendError(cx, 400, describeError(error));
       return undefined;
     }
   }
 
   /** A request websockify does not serve: 405 for the usual methods, 501 for the others. */
-  async #answerPlainHttp(stream: ByteStream, client: string, request: HttpRequest): Promise<void> {
-    this.#log.request(client, `"${request.method} ${request.target} ${request.version}"`, "debug");
+  async #answerPlainHttp(cx: ConnectionContext, request: HttpRequest): Promise<void> {
+    this.#log.request(
+      cx.client,
+      `"${request.method} ${request.target} ${request.version}"`,
+      "debug",
+    );
     if (METHODS_405.has(request.method)) {
-      await this.#sendError(stream, client, 405, STATUS_TEXT[405], request.method !== "HEAD");
+      await this.#sendError(cx, 405, STATUS_TEXT[405], request.method !== "HEAD");
     } else {
       await this.#sendError(
-        stream,
-        client,
+        cx,
         501,
         `Unsupported method (${JSON.stringify(request.method)})`,
       );
@@ -498,44 +512,52 @@ export class ProxyServer {
 
   /** Sends an HTTP error page and closes without resetting what the client may still be sending. */
   async #sendError(
-    stream: ByteStream,
-    client: string,
+    cx: ConnectionContext,
     status: number,
     message: string,
     withBody = true,
     headers: [string, string][] = [],
   ): Promise<void> {
-    this.#log.request(client, `code ${status}, message ${message}`);
+    this.#log.request(cx.client, `code ${status}, message ${message}`);
     try {
-      await writeAll(stream, errorResponse(status, message, headers, withBody));
-      await this.#finish(stream);
-    } catch {
+      cx.deadline.set(this.#timeouts.close);
+      await cx.deadline.race(
+        writeAll(cx.stream, errorResponse(status, message, headers, withBody)),
+      );
+      await this.#finish(cx);
+    } catch (error) {
       // The client went away first; nothing more to tell it.
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
     }
   }
 
   /** Ends our side, then reads and drops what the client still sends until it closes (bounded). */
-  async #finish(stream: ByteStream): Promise<void> {
-    await stream.closeWrite().catch(() => {});
-    await this.#drain(stream);
+  async #finish(cx: ConnectionContext): Promise<void> {
+    await cx.stream.closeWrite().catch(() => {});
+    await this.#drain(cx);
   }
 
-  /** Reads and drops what the client still sends, until it closes or the close timeout passes. */
-  async #drain(stream: ByteStream, untilFirstRead = false): Promise<void> {
+  /**
+   * Reads and drops what the client still sends, until it closes (or, with `untilFirstRead`, answers) or the
+   * close timeout passes; closing with unread bytes would reset what we sent.
+   */
+  async #drain(cx: ConnectionContext, untilFirstRead = false): Promise<void> {
     const sink = new Uint8Array(4096);
-    await this.#withDeadline(stream, this.#timeouts.close, async () => {
-      while ((await stream.read(sink)) !== null && !untilFirstRead);
+    cx.deadline.set(this.#timeouts.close);
+    await cx.deadline.race((async () => {
+      while ((await cx.stream.read(sink)) !== null && !untilFirstRead);
+    })()).catch((error) => {
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
     });
   }
 
   /** Runs the auth plugin, if any; on refusal sends its status line and headers (no body). */
   async #authorize(
-    stream: ByteStream,
-    client: string,
-    peer: Peer,
+    cx: ConnectionContext,
     request: HttpRequest,
     target: TargetSpec,
   ): Promise<boolean> {
+    const { client, peer, stream } = cx;
     const auth = this.#plugins.auth;
     if (!auth) return true;
     const refusal = auth.authenticate({
@@ -546,23 +568,29 @@ export class ProxyServer {
     if (!refusal) return true;
     this.#log.request(client, `${client}: authentication failed: ${refusal.status} ${refusal.log}`);
     try {
-      await writeAll(
+      cx.deadline.set(this.#timeouts.close);
+      await cx.deadline.race(writeAll(
         stream,
         formatResponse(refusal.status, refusal.message, [
           ["Content-Type", "text/html"],
           ["Connection", "close"],
           ...refusal.headers,
         ]),
-      );
-      await this.#finish(stream);
-    } catch {
+      ));
+      await this.#finish(cx);
+    } catch (error) {
       // The client went away first.
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
     }
     return false;
   }
 
   /** A token plugin's target for this request; undefined (logged) when there is none. */
-  async #resolveTarget(client: string, request: HttpRequest): Promise<TargetSpec | undefined> {
+  async #resolveTarget(
+    cx: ConnectionContext,
+    request: HttpRequest,
+  ): Promise<TargetSpec | undefined> {
+    const { client } = cx;
     const target = this.#settings.target;
     if (target.kind !== "token") return target;
     const token = requestToken(request, target.hostToken);
@@ -572,8 +600,9 @@ export class ProxyServer {
     }
     let found: TargetSpec | undefined;
     try {
-      found = await this.#plugins.token!.lookup(token);
+      found = await cx.deadline.race(this.#plugins.token!.lookup(token));
     } catch (error) {
+      if (error instanceof DeadlineExpired) throw error;
       this.#log.error(`${client}: token lookup failed: ${describeError(error)}`);
       return undefined;
     }
@@ -581,25 +610,18 @@ export class ProxyServer {
     return found;
   }
 
-  async #upgrade(
-    stream: ByteStream,
-    conn: ClientConn,
-    client: string,
-    peer: Peer,
-    request: HttpRequest,
-    rest: Uint8Array,
-    number: number,
-  ): Promise<void> {
+  async #upgrade(cx: ConnectionContext, request: HttpRequest, rest: Uint8Array): Promise<void> {
+    const { client, peer } = cx;
     const verdict = negotiate(request);
     if ("status" in verdict) {
-      await this.#sendError(stream, client, verdict.status, verdict.message, true, verdict.headers);
+      await this.#sendError(cx, verdict.status, verdict.message, true, verdict.headers);
       return;
     }
     // As in Python: the token picks the target (an unknown one closes the connection without an answer), then
     // the auth plugin decides, and only then comes the 101.
-    const target = await this.#resolveTarget(client, request);
+    const target = await this.#resolveTarget(cx, request);
     if (!target) return;
-    if (!(await this.#authorize(stream, client, peer, request, target))) return;
+    if (!(await this.#authorize(cx, request, target))) return;
     const secure = peer.secure;
     this.#log.request(
       client,
@@ -617,7 +639,7 @@ export class ProxyServer {
     // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
     if (this.#settings.runOnce) this.stopAccepting();
     try {
-      await this.#session(stream, conn, client, verdict, rest, number, target);
+      await this.#session(cx, verdict, rest, target);
     } finally {
       if (this.#settings.runOnce) {
         this.#log.info(`${client}: exiting due to --run-once`);
@@ -627,36 +649,36 @@ export class ProxyServer {
   }
 
   async #session(
-    stream: ByteStream,
-    conn: ClientConn,
-    client: string,
+    cx: ConnectionContext,
     verdict: Accepted,
     rest: Uint8Array,
-    number: number,
     target: TargetSpec,
   ): Promise<void> {
+    const { stream, conn, client, number } = cx;
     const targetText = describeTarget(target);
     try {
-      await writeAll(stream, switchingProtocols(verdict));
-    } catch {
+      await cx.deadline.race(writeAll(stream, switchingProtocols(verdict)));
+    } catch (error) {
+      if (error instanceof DeadlineExpired) throw error;
       return;
     }
     this.#log.request(client, `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`);
     let targetStream: ByteStream;
+    const connecting = connectTarget(target);
     try {
-      targetStream = await connectTarget(target);
+      targetStream = await cx.deadline.race(connecting);
     } catch (error) {
+      if (error instanceof DeadlineExpired) {
+        // Shutdown while connecting: a connection that still succeeds is closed at once.
+        connecting.then(closeQuietly, () => {});
+        throw error;
+      }
       this.#log.request(client, `Failed to connect to ${targetText}: ${describeError(error)}`);
       await this.#refuseSession(
-        stream,
+        cx,
         CloseCode.InternalError,
         "Failed to connect to downstream server",
       );
-      return;
-    }
-    if (this.#stopping) {
-      closeQuietly(targetStream);
-      await this.#refuseSession(stream, CloseCode.GoingAway, "Server shutting down");
       return;
     }
 
@@ -696,12 +718,16 @@ export class ProxyServer {
   }
 
   /** Closes a WebSocket that never got a target: the close frame, then a bounded wait for the reply. */
-  async #refuseSession(stream: ByteStream, code: number, reason: string): Promise<void> {
+  async #refuseSession(cx: ConnectionContext, code: number, reason: string): Promise<void> {
     try {
-      await writeAll(stream, encodeFrame(Opcode.Close, encodeClosePayload(code, reason)));
-      await this.#drain(stream, true);
-    } catch {
+      cx.deadline.set(this.#timeouts.close);
+      await cx.deadline.race(
+        writeAll(cx.stream, encodeFrame(Opcode.Close, encodeClosePayload(code, reason))),
+      );
+      await this.#drain(cx, true);
+    } catch (error) {
       // Client already gone.
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
     }
   }
 

@@ -189,13 +189,15 @@ export class TlsStream extends NodeSocketStream {
 
 /**
  * Runs the server handshake on `conn` (whose first bytes, `sniffed`, were already read) and returns the
- * decrypted stream. Rejects with TlsError on failure; the connection is then closed.
+ * decrypted stream. Rejects with TlsError on failure, when the client closes mid-handshake, or when `signal`
+ * aborts; the connection is then closed.
  */
 export async function acceptTls(
   conn: ByteStream,
   sniffed: Uint8Array,
   options: TlsOptions,
   credentials: Credentials,
+  signal?: AbortSignal,
 ): Promise<TlsStream> {
   const socket = new tls.TLSSocket(connDuplex(conn, sniffed), {
     isServer: true,
@@ -212,10 +214,14 @@ export async function acceptTls(
     await new Promise<void>((resolve, reject) => {
       socket.once("secure", () => resolve());
       socket.once("error", (error: Error) => reject(new TlsError(error.message)));
-      socket.once(
-        "close",
-        () => reject(new TlsError("connection closed during the TLS handshake")),
-      );
+      // A client that goes away mid-handshake may end the stream without an error or a close event.
+      const closed = () => reject(new TlsError("connection closed during the TLS handshake"));
+      socket.once("close", closed);
+      socket.once("end", closed);
+      if (signal?.aborted) reject(new TlsError("TLS handshake cut"));
+      signal?.addEventListener("abort", () => reject(new TlsError("TLS handshake cut")), {
+        once: true,
+      });
     });
     if (credentials.ca) {
       verifyClientChain(peerChain(socket), credentials.ca.map((pem) => new X509Certificate(pem)));

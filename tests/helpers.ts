@@ -166,12 +166,16 @@ export interface InProcessProxy {
   stop(): Promise<void>;
 }
 
-/** Starts the proxy in-process with the given command-line arguments (listen address added: a free port). */
+/**
+ * Starts the proxy in-process with the given command-line arguments (listen address added: a free port, unless
+ * the arguments say `--unix-listen`; `port` is then 0).
+ */
 export async function startProxy(
   args: string[],
   timeouts: Partial<ServerTimeouts> = {},
 ): Promise<InProcessProxy> {
-  const command = parseCommandLine(["127.0.0.1:0", ...args]);
+  const onUnixSocket = args.some((arg) => arg.startsWith("--unix-listen"));
+  const command = parseCommandLine(onUnixSocket ? args : ["127.0.0.1:0", ...args]);
   if (command.kind !== "run") throw new Error("not a run command");
   const settings: Settings = command.settings;
   const problem = await checkSettings(settings);
@@ -189,7 +193,7 @@ export async function startProxy(
     plugins,
   );
   const served = server.serve();
-  const port = (listener.addr as Deno.NetAddr).port;
+  const port = onUnixSocket ? 0 : (listener.addr as Deno.NetAddr).port;
   return {
     port,
     log,

@@ -1,0 +1,108 @@
+/**
+ * A connection's time limit and its cancellation at shutdown, as one object every wait goes through.
+ *
+ * Closing a socket does not end every wait on it: a TLS handshake whose peer vanished may never settle. So a
+ * deadline does not rely on the awaited promise: `race` ends the wait itself, at once, when the time is up or
+ * the server stops, and `onExpire` releases what the connection holds.
+ *
+ *     const deadline = new Deadline(() => conn.close());
+ *     deadline.set(10_000);
+ *     const head = await deadline.race(readRequestHead(conn)); // throws DeadlineExpired after 10 s
+ *
+ * @module
+ */
+
+/** The wait was cut: the time was up, or the server is stopping. */
+export class DeadlineExpired extends Error {
+  override name = "DeadlineExpired";
+  /** "timeout" when the time was up, "shutdown" when the server stopped. */
+  readonly why: "timeout" | "shutdown";
+  constructor(cause: "timeout" | "shutdown") {
+    super(cause === "timeout" ? "timed out" : "server shutting down");
+    this.why = cause;
+  }
+}
+
+export class Deadline {
+  readonly #onExpire: () => void;
+  readonly #controller = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #expired: DeadlineExpired | undefined;
+
+  /** `onExpire` runs once, when the deadline first expires (close the connection there). */
+  constructor(onExpire: () => void = () => {}) {
+    this.#onExpire = onExpire;
+  }
+
+  /** Aborted when the deadline expires: for APIs that take a signal. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Why it expired, if it has. */
+  get expired(): DeadlineExpired | undefined {
+    return this.#expired;
+  }
+
+  /** Expires `ms` from now (replacing any earlier limit); an expired deadline stays expired. */
+  set(ms: number): void {
+    if (this.#expired) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.expire("timeout"), ms);
+  }
+
+  /** No time limit for now; `expire("shutdown")` still ends every wait. */
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Ends every wait now. */
+  expire(cause: "timeout" | "shutdown"): void {
+    if (this.#expired) return;
+    clearTimeout(this.#timer);
+    this.#expired = new DeadlineExpired(cause);
+    this.#controller.abort(this.#expired);
+    this.#onExpire();
+  }
+
+  /**
+   * `promise`'s outcome, unless the deadline expires first: then DeadlineExpired, at once. With `within`, a
+   * shorter limit applies to this wait alone (and expires the deadline too).
+   */
+  race<T>(promise: Promise<T>, within?: number): Promise<T> {
+    if (this.#expired) {
+      promise.catch(() => {}); // its outcome no longer matters
+      return Promise.reject(this.#expired);
+    }
+    const signal = this.#controller.signal;
+    return new Promise<T>((resolve, reject) => {
+      const local = within === undefined
+        ? undefined
+        : setTimeout(() => this.expire("timeout"), within);
+      const onAbort = () => {
+        clearTimeout(local);
+        reject(this.#expired);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      promise.then(
+        (value) => {
+          clearTimeout(local);
+          signal.removeEventListener("abort", onAbort);
+          resolve(value);
+        },
+        (error) => {
+          clearTimeout(local);
+          signal.removeEventListener("abort", onAbort);
+          reject(this.#expired ?? error);
+        },
+      );
+    });
+  }
+
+  /** Releases the timer (the connection is done). */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
