@@ -436,7 +436,7 @@ export class ProxyServer {
 
   /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */
   async #serveHttp(cx: ConnectionContext, initial: Uint8Array): Promise<void> {
-    const { stream, client, peer } = cx;
+    const { stream, client } = cx;
     let bytes = initial;
     for (let served = 0;; served++) {
       // The first head shares the deadline set at accept; each keep-alive request gets a fresh one.
