@@ -44,12 +44,59 @@ export async function openListener(spec: ListenSpec): Promise<Acceptor> {
   return Deno.listen({ hostname: spec.hostname, port: spec.port });
 }
 
+/** How long a server already at the socket path has to accept a probe connection. */
+const PROBE_MS = 1000;
+
+/**
+ * Makes way for our socket at `path`: a socket file nobody listens on (left by a crash) is removed; a socket a
+ * live server answers on is refused, never taken over. Anything else there is left for `listen` to fail on.
+ */
 async function removeStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
   try {
-    const info = await Deno.lstat(path);
-    if (info.isSocket) await Deno.remove(path);
+    info = await Deno.lstat(path);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (!info.isSocket) return;
+  if (await answers(path)) {
+    throw new Deno.errors.AddrInUse(
+      `another server is listening on the unix socket '${path}' (not taken over)`,
+    );
+  }
+  await Deno.remove(path).catch((error) => {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
+/** Whether a server accepts connections on the unix socket at `path` (bounded wait: a hung one counts too). */
+async function answers(path: string): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = Deno.connect({ transport: "unix", path });
+  const timeout = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(resolve, PROBE_MS, "timeout")
+  );
+  try {
+    const outcome = await Promise.race([connecting, timeout]);
+    if (outcome === "timeout") {
+      connecting.then((conn) => conn.close(), () => {});
+      return true;
+    }
+    outcome.close();
+    return true;
+  } catch (error) {
+    // ECONNREFUSED: a socket file with nobody behind it (or gone meanwhile).
+    if (error instanceof Deno.errors.ConnectionRefused) return false;
+    if (error instanceof Deno.errors.NotFound) return false;
+    // Anything else (no permission, a full backlog) cannot prove the socket stale: it is left alone.
+    throw new Error(
+      `cannot tell whether a server is listening on the unix socket '${path}' (${
+        (error as Error).message
+      }); not replacing it`,
+    );
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import type { TargetSpec } from "./cli.ts";
 import type { HttpRequest } from "./http.ts";
@@ -84,21 +85,28 @@ export function parseTokenFile(text: string, into: ParsedTokens, firstLine = 1):
   return firstLine + lines.length;
 }
 
-/** Every token of a file, or of each regular file of a directory (not recursive, in name order). */
-async function readTokens(source: string): Promise<ParsedTokens> {
+/**
+ * Every token of a file, or of each regular file of a directory (not recursive, in name order), and a digest of
+ * what was read (file names and contents), which changes when the source does.
+ */
+async function readTokens(source: string): Promise<ParsedTokens & { digest: string }> {
   const parsed: ParsedTokens = { targets: new Map(), syntaxErrors: [] };
+  const hash = createHash("sha256");
   const info = await Deno.stat(source);
   if (!info.isDirectory) {
-    parseTokenFile(await Deno.readTextFile(source), parsed);
-    return parsed;
+    const text = await Deno.readTextFile(source);
+    parseTokenFile(text, parsed);
+    return { ...parsed, digest: hash.update(text).digest("hex") };
   }
   const names: string[] = [];
   for await (const entry of Deno.readDir(source)) if (entry.isFile) names.push(entry.name);
   let line = 1;
   for (const name of names.sort()) {
-    line = parseTokenFile(await Deno.readTextFile(`${source}/${name}`), parsed, line);
+    const text = await Deno.readTextFile(`${source}/${name}`);
+    hash.update(`${name.length}:${name}${text.length}:`).update(text);
+    line = parseTokenFile(text, parsed, line);
   }
-  return parsed;
+  return { ...parsed, digest: hash.digest("hex") };
 }
 
 /** Builds a token plugin by name. Throws with a clear message for unknown names or bad sources. */
@@ -111,16 +119,24 @@ export async function createTokenPlugin(
   if (problem) throw new Error(problem);
   if (!source) throw new Error(`--token-plugin ${name} needs --token-source`);
   switch (name) {
-    case "TokenFile":
+    case "TokenFile": {
+      // The syntax errors are reported once per version of the source, not on every lookup.
+      let reported: string | undefined;
       return {
         name,
         async lookup(token) {
           // Re-read on every lookup: edits apply without a restart.
           const parsed = await readTokens(source);
-          for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
+          if (parsed.digest !== reported) {
+            reported = parsed.digest;
+            for (const line of parsed.syntaxErrors) {
+              warn(`Syntax error in ${source} on line ${line}`);
+            }
+          }
           return parsed.targets.get(token);
         },
       };
+    }
     case "ReadOnlyTokenFile": {
       const parsed = await readTokens(source);
       for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
@@ -208,6 +224,7 @@ export function createAuthPlugin(name: string, source: string | undefined): Auth
       if (!source.includes(":")) {
         throw new Error("--auth-source for BasicHTTPAuth must be user:password");
       }
+      const expected = new TextEncoder().encode(source);
       const challenge: [string, string][] = [["WWW-Authenticate", 'Basic realm="Websockify"']];
       const unauthorized = (log: string): AuthRefusal => ({
         status: 401,
@@ -220,7 +237,9 @@ export function createAuthPlugin(name: string, source: string | undefined): Auth
         authenticate({ request }) {
           const header = request.headers.get("authorization");
           if (!header) return unauthorized("no Authorization header");
-          if (!header.startsWith("Basic ")) {
+          // The scheme name is case-insensitive (RFC 7617 §2, RFC 9110 §11.1).
+          const scheme = header.match(/^basic(?:[ \t]+|$)/i);
+          if (!scheme) {
             return {
               status: 403,
               message: "Forbidden",
@@ -228,15 +247,17 @@ export function createAuthPlugin(name: string, source: string | undefined): Auth
               log: "not Basic authorization",
             };
           }
-          let credentials: string;
+          let credentials: Uint8Array;
           try {
-            credentials = latin1.decode(
-              Uint8Array.from(atob(header.slice(6).trim()), (c) => c.charCodeAt(0)),
+            credentials = Uint8Array.from(
+              atob(header.slice(scheme[0].length).trim()),
+              (c) => c.charCodeAt(0),
             );
           } catch {
             return unauthorized("malformed Basic credentials");
           }
-          return constantTimeEqual(credentials, source)
+          // Credentials are UTF-8 (RFC 7617 §2.1, what browsers send): compared as bytes with the source's UTF-8.
+          return constantTimeEqual(credentials, expected)
             ? undefined
             : unauthorized("wrong user or password");
         },
@@ -278,13 +299,11 @@ export function createAuthPlugin(name: string, source: string | undefined): Auth
   }
 }
 
-const latin1 = new TextDecoder("latin1");
-
-/** String comparison whose time does not depend on where the strings differ. */
-function constantTimeEqual(a: string, b: string): boolean {
+/** Byte comparison whose time does not depend on where the arrays differ (only on their lengths). */
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let difference = a.length ^ b.length;
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    difference |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+    difference |= (a[i] ?? 0) ^ (b[i] ?? 0);
   }
   return difference === 0;
 }

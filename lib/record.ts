@@ -46,10 +46,22 @@ export class SessionRecorder {
     this.#file = file;
   }
 
-  /** Opens (truncates) `<base>.<n>` and writes the opening line. */
+  /**
+   * Creates `<base>.<n>` and writes the opening line. The file must not exist yet: an existing file is never
+   * overwritten, and a symbolic link (even a dangling one) is never followed (O_CREAT|O_EXCL refuses both).
+   * Throws with a clear message otherwise.
+   */
   static open(base: string, n: number): SessionRecorder {
     const path = `${base}.${n}`;
-    const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(path, { write: true, createNew: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) {
+        throw new Error(`'${path}' already exists (not overwritten, links not followed)`);
+      }
+      throw error;
+    }
     const recorder = new SessionRecorder(path, file);
     recorder.#pending = "var VNC_frame_data = [\n";
     return recorder;

@@ -25,6 +25,7 @@ function request(headers: Record<string, string>, method = "GET"): HttpRequest {
 
 const GOOD = {
   upgrade: "websocket",
+  connection: "Upgrade",
   "sec-websocket-version": "13",
   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
 };
@@ -69,6 +70,7 @@ Deno.test("handshake matrix: version, key, subprotocol", () => {
   }
   const missingVersion = request({
     upgrade: "websocket",
+    connection: "upgrade",
     "sec-websocket-key": GOOD["sec-websocket-key"],
   });
   assert.deepEqual(negotiate(missingVersion), {
@@ -76,7 +78,11 @@ Deno.test("handshake matrix: version, key, subprotocol", () => {
     message: "Missing Sec-WebSocket-Version header",
     headers: [],
   });
-  const missingKey = request({ upgrade: "websocket", "sec-websocket-version": "13" });
+  const missingKey = request({
+    upgrade: "websocket",
+    connection: "Upgrade",
+    "sec-websocket-version": "13",
+  });
   assert.ok(
     "status" in negotiate(missingKey) &&
       (negotiate(missingKey) as { status: number }).status === 400,
@@ -85,6 +91,25 @@ Deno.test("handshake matrix: version, key, subprotocol", () => {
   assert.ok(
     "headers" in v8 && v8.headers.some(([n, v]) => n === "Sec-WebSocket-Version" && v === "13"),
   );
+});
+
+Deno.test("Connection must list Upgrade (RFC 6455 §4.2.1): missing or without the token is 400", () => {
+  for (const connection of ["Upgrade", "upgrade", "keep-alive, Upgrade", "keep-alive,UPGRADE "]) {
+    assert.ok("accept" in negotiate(request({ ...GOOD, connection })), connection);
+  }
+  const { connection: _, ...withoutConnection } = GOOD;
+  for (
+    const headers of [withoutConnection, { ...GOOD, connection: "keep-alive" }, {
+      ...GOOD,
+      connection: "upgrade-please",
+    }]
+  ) {
+    assert.deepEqual(negotiate(request(headers)), {
+      status: 400,
+      message: "Missing Connection: Upgrade header",
+      headers: [],
+    });
+  }
 });
 
 Deno.test("subprotocol table: binary whenever offered, base64 alone, none, unknown", () => {

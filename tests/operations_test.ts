@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { writeAll } from "../lib/io.ts";
+import { escapeControls } from "../lib/log.ts";
 import { escapeRecordPayload } from "../lib/record.ts";
 import { formatSyslog } from "../lib/logsinks.ts";
 import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
@@ -95,6 +96,55 @@ Deno.test("--record: FILE.<connection number> in noVNC's format; evaluated as Ja
     const clientBytes = concat(sent);
     assert.deepEqual(new Uint8Array(fromClient), clientBytes);
     assert.deepEqual(new Uint8Array(fromTarget), concat([greeting, clientBytes]));
+  } finally {
+    await proxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--record never follows a symbolic link nor overwrites a file: that session is not recorded, it still works", async () => {
+  const dir = await Deno.makeTempDir();
+  const victim = `${dir}/victim.txt`;
+  await Deno.writeTextFile(victim, "precious");
+  await Deno.symlink(victim, `${dir}/session.1`); // a link to an existing file
+  await Deno.writeTextFile(`${dir}/session.2`, "an earlier recording");
+  await Deno.symlink(`${dir}/created-by-link`, `${dir}/session.3`); // a dangling link
+  const target = echoTarget();
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, `--record=${dir}/session`]);
+  try {
+    for (let n = 1; n <= 4; n++) {
+      const client = await RawClient.open(proxy.port);
+      await client.sendFrame(Opcode.Binary, `session ${n}`);
+      assert.equal(new TextDecoder().decode(await client.readData(9)), `session ${n}`);
+      await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+      await client.nextClose();
+      client.close();
+    }
+    await waitFor(
+      () => proxy.log.lines.filter((line) => /session ended/.test(line)).length === 4,
+      5000,
+      "four session ends",
+    );
+    assert.equal(await Deno.readTextFile(victim), "precious");
+    assert.ok((await Deno.lstat(`${dir}/session.1`)).isSymlink);
+    assert.equal(await Deno.readTextFile(`${dir}/session.2`), "an earlier recording");
+    await assert.rejects(Deno.lstat(`${dir}/created-by-link`), Deno.errors.NotFound);
+    for (const n of [1, 2, 3]) {
+      assert.ok(
+        proxy.log.has(
+          new RegExp(`cannot open the record file: '${dir}/session\\.${n}' already exists`),
+        ),
+        proxy.log.lines.join("\n"),
+      );
+    }
+    // The next free number is recorded as usual.
+    assert.ok(proxy.log.has(new RegExp(`opening record file: ${dir}/session\\.4`)));
+    const recorded = await Deno.readTextFile(`${dir}/session.4`);
+    assert.match(
+      recorded,
+      /^var VNC_frame_data = \[\n(.*\n)*'\}\d+\}session 4',\n(.*\n)*'EOF'\];\n$/,
+    );
   } finally {
     await proxy.stop();
     await target.close();
@@ -259,6 +309,143 @@ Deno.test("--log-file gets the same lines as stderr; --traffic prints the legend
     await target.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Control characters that must never reach a log raw (a newline only ends a line). */
+// deno-lint-ignore no-control-regex
+const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+Deno.test("log injection: client text with newlines, ESC, CR, NUL, C1, U+2028 is escaped on stderr, --log-file and syslog: one line per event", async () => {
+  const dir = await Deno.makeTempDir();
+  const target = echoTarget();
+  const tokens = `${dir}/tokens.cfg`;
+  await Deno.writeTextFile(tokens, `good: 127.0.0.1:${target.port}\n`);
+  const syslogPath = `${dir}/syslog.sock`;
+  const syslogListener = Deno.listen({ transport: "unix", path: syslogPath });
+  const syslogText = (async () => {
+    const conn = await syslogListener.accept();
+    return new TextDecoder().decode(await readToEnd(conn));
+  })();
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    "-v",
+    "--token-plugin=TokenFile",
+    `--token-source=${tokens}`,
+    "--auth-plugin=ExpectOrigin",
+    "--auth-source=https://ok.example",
+    `--log-file=${dir}/ws.log`,
+    `--syslog=${syslogPath}`,
+  ]);
+  const forged = "127.0.0.1 - - [01/Jan/2026 00:00:00] forged";
+  /** Sends raw bytes as one connection and waits for the proxy to close it. */
+  const exchange = async (port: number, raw: Uint8Array) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, raw);
+    await deadline(readToEnd(conn), 5000, "proxy close");
+    conn.close();
+  };
+  const upgrade = (path: string, extra = "") =>
+    text(
+      `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+    );
+  try {
+    const port = await proxy.port();
+    // 1. A percent-encoded token: newline, NUL, ESC, C1 NEL, U+2028, a bidi override, CR LF.
+    await exchange(
+      port,
+      upgrade(
+        `/?token=x%0a${encodeURIComponent(forged)}%00%1b[2J%C2%85%E2%80%A8%E2%80%AEend%0d%0a2`,
+      ),
+    );
+    // 2. A raw request line with ESC sequences, a bare CR, NUL, DEL and a C1 byte (logged with -v, then 405).
+    await exchange(
+      port,
+      Uint8Array.from(
+        "GET /\x1b]0;title\x07\x1b[31mred\rforged\x00\x7f\x81 HTTP/1.1\r\n\r\n",
+        (c) => c.charCodeAt(0),
+      ),
+    );
+    // 3. A header value with a bare CR and ESC (ExpectOrigin logs the Origin it got).
+    await exchange(port, upgrade("/?token=good", "Origin: https://evil\r\x1b[1mforged\r\n"));
+    // 4. An accepted session whose path carries raw ESC and DEL (the "Path:" line).
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const client = RawClient.wrap(conn);
+    await client.send(upgrade("/?token=good&\x1b[8m\x7f", "Origin: https://ok.example\r\n"));
+    assert.match(await client.readHead(), /^HTTP\/1\.1 101 /);
+    await client.sendFrame(Opcode.Close, new Uint8Array([0x03, 0xe8]));
+    await client.nextClose();
+    client.close();
+    await waitFor(() => /session ended/.test(proxy.stderr), 5000, "session end");
+    assert.equal((await proxy.stop()).code, 0);
+
+    const fileText = await Deno.readTextFile(`${dir}/ws.log`);
+    const syslog = await deadline(syslogText, 5000, "syslog stream EOF");
+    for (
+      const [name, output] of [["stderr", proxy.stderr], ["log file", fileText], ["syslog", syslog]]
+    ) {
+      assert.doesNotMatch(output, RAW_CONTROL, `${name}: ${JSON.stringify(output)}`);
+      for (const line of output.trimEnd().split("\n")) {
+        assert.doesNotMatch(
+          line,
+          /^(<\d+>1 \S+ \S+ websockify \d+ - - )?(\ufeff)?(127\.0\.0\.1 - - \[01\/Jan|forged)/,
+          `${name}: a forged line: ${line}`,
+        );
+      }
+    }
+    const stderrLines = proxy.stderr.trimEnd().split("\n");
+    assert.equal(
+      fileText.trimEnd().split("\n").length,
+      stderrLines.length,
+      "one file line per event",
+    );
+    assert.equal(
+      syslog.trimEnd().split("\n").length,
+      stderrLines.length,
+      "one syslog message per event",
+    );
+    const lineWith = (pattern: RegExp) => stderrLines.filter((line) => pattern.test(line));
+    // The decoded token is shown escaped, whole, in its one line.
+    assert.deepEqual(lineWith(/Token '/), [
+      `127.0.0.1: Token 'x\\n${forged}\\x00\\x1b[2J\\x85\\u2028\\u202eend\\r\\n2' not found`,
+    ]);
+    assert.equal(
+      lineWith(/title/).length,
+      1,
+      "the -v request line: " + JSON.stringify(lineWith(/title/)),
+    );
+    assert.match(
+      lineWith(/title/)[0],
+      /"GET \/\\x1b\]0;title\\x07\\x1b\[31mred\\rforged\\x00\\x7f\\x81 HTTP\/1\.1"$/,
+    );
+    assert.match(lineWith(/Invalid Origin/)[0], /got 'https:\/\/evil\\r\\x1b\[1mforged'$/);
+    assert.match(lineWith(/Path:/)[0], /Path: '\/\?token=good&\\x1b\[8m\\x7f'$/);
+  } finally {
+    await proxy.stop();
+    syslogListener.close();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("escapeControls: C0, DEL, C1, line separators and bidi controls escaped; everything else kept", () => {
+  for (let code = 0; code < 0x10000; code++) {
+    const c = String.fromCharCode(code);
+    const escaped = escapeControls(`a${c}b`);
+    const control = code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 ||
+      code === 0x2029 || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
+    if (!control) {
+      assert.equal(escaped, `a${c}b`, `U+${code.toString(16)}`);
+      continue;
+    }
+    assert.doesNotMatch(escaped.slice(1, -1), RAW_CONTROL);
+    assert.match(escaped, /^a\\(n|r|t|x[0-9a-f]{2}|u[0-9a-f]{4})b$/, `U+${code.toString(16)}`);
+  }
+  assert.equal(
+    escapeControls("x\ny\r\tz\x00\x1b[0m\x7f\x85\u2028"),
+    "x\\ny\\r\\tz\\x00\\x1b[0m\\x7f\\x85\\u2028",
+  );
+  assert.equal(escapeControls("C:\\path é ü €"), "C:\\path é ü €");
 });
 
 Deno.test("syslog framing: RFC 5424 and legacy headers, facility by daemon mode, newlines folded, BOM for UTF-8", () => {

@@ -88,6 +88,33 @@ Deno.test("BasicHTTPAuth and ExpectOrigin decisions (websockify's test vectors)"
   );
   assert.equal(basic.authenticate(context({ authorization: "Bearer xyz" }))?.status, 403);
   assert.equal(basic.authenticate(context({ authorization: "Basic !!!garbage" }))?.status, 401);
+  // The scheme is case-insensitive (RFC 7617); another scheme, or "Basic" glued to more letters, is not Basic.
+  const good = btoa("Aladdin:open sesame");
+  for (const scheme of ["basic", "BASIC", "bAsIc", "Basic\t", "basic  "]) {
+    assert.equal(
+      basic.authenticate(context({ authorization: `${scheme} ${good}` })),
+      undefined,
+      scheme,
+    );
+  }
+  assert.equal(basic.authenticate(context({ authorization: `Basicx ${good}` }))?.status, 403);
+  assert.equal(basic.authenticate(context({ authorization: "basic" }))?.status, 401);
+  // UTF-8 credentials (RFC 7617 §2.1) match a non-ASCII source; their Latin-1 spelling does not.
+  const utf8 = createAuthPlugin("BasicHTTPAuth", "jürgen:pässwörd€");
+  const base64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
+  const utf8Header = `Basic ${base64(new TextEncoder().encode("jürgen:pässwörd€"))}`;
+  assert.equal(utf8.authenticate(context({ authorization: utf8Header })), undefined);
+  const latin1Header = `Basic ${
+    base64(Uint8Array.from("jürgen:pässwörd", (c) => c.charCodeAt(0)))
+  }`;
+  assert.equal(utf8.authenticate(context({ authorization: latin1Header }))?.status, 401);
+  assert.equal(
+    utf8.authenticate(context({
+      authorization: `Basic ${base64(new TextEncoder().encode("jürgen:pässwörd"))}`,
+    }))?.status,
+    401,
+    "a prefix of the password",
+  );
   const origin = createAuthPlugin("ExpectOrigin", "https://a.example https://b.example");
   assert.equal(origin.authenticate(context({ origin: "https://b.example" })), undefined);
   assert.equal(
@@ -141,6 +168,63 @@ Deno.test("TokenFile end to end: per-token targets, edits apply at once, unknown
     await one.close();
     await two.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("TokenFile reports a syntax error once per version of the file, not on every lookup", async () => {
+  const dir = await Deno.makeTempDir();
+  const target = echoTarget();
+  const tokens = `${dir}/tokens.cfg`;
+  await Deno.writeTextFile(tokens, `good: 127.0.0.1:${target.port}\nbroken line\n`);
+  const proxy = await startProxy(["--token-plugin=TokenFile", `--token-source=${tokens}`]);
+  const syntaxErrors = () => proxy.log.lines.filter((line) => /Syntax error/.test(line));
+  const session = async () => {
+    const client = await RawClient.connect(proxy.port);
+    assert.match(await client.request(upgradeRequest({}, "/?token=good")), /^HTTP\/1\.1 101 /);
+    client.close();
+  };
+  try {
+    for (let i = 0; i < 3; i++) await session();
+    assert.deepEqual(syntaxErrors(), [`Syntax error in ${tokens} on line 2`]);
+    // An edit that still has a bad line: reported once more, with its new line number.
+    await Deno.writeTextFile(tokens, `# edited\ngood: 127.0.0.1:${target.port}\nstill broken\n`);
+    for (let i = 0; i < 3; i++) await session();
+    assert.deepEqual(syntaxErrors(), [
+      `Syntax error in ${tokens} on line 2`,
+      `Syntax error in ${tokens} on line 3`,
+    ]);
+  } finally {
+    await proxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("BasicHTTPAuth on the wire: a lower-case scheme and a UTF-8 password are accepted", async () => {
+  const target = echoTarget();
+  const proxy = await startProxy([
+    `127.0.0.1:${target.port}`,
+    "--auth-plugin=BasicHTTPAuth",
+    "--auth-source=jürgen:pässwörd",
+  ]);
+  const encode = (credentials: string) =>
+    btoa(String.fromCharCode(...new TextEncoder().encode(credentials)));
+  try {
+    const client = await RawClient.open(proxy.port, {
+      Authorization: `basic ${encode("jürgen:pässwörd")}`,
+    });
+    await client.sendFrame(Opcode.Binary, "in");
+    assert.equal(new TextDecoder().decode(await client.readData(2)), "in");
+    client.close();
+    const wrong = await RawClient.connect(proxy.port);
+    assert.match(
+      await wrong.request(upgradeRequest({ Authorization: `BASIC ${encode("jürgen:passwort")}` })),
+      /^HTTP\/1\.1 401 /,
+    );
+    wrong.close();
+  } finally {
+    await proxy.stop();
+    await target.close();
   }
 });
 

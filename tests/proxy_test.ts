@@ -9,6 +9,7 @@ import {
   deadline,
   echoTarget,
   MASK,
+  ProxyProcess,
   pseudoRandomBytes,
   RawClient,
   readToEnd,
@@ -200,6 +201,60 @@ Deno.test("handshake over the wire: the status for each malformed request", asyn
     headClient.close();
     assert.ok(proxy.log.has(/code 405, message Method Not Allowed/));
   });
+});
+
+Deno.test("an upgrade without Connection: Upgrade is 400 (RFC 6455 §4.2.1), with or without --web: never a 101 nor a file", async () => {
+  const root = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${root}/index.html`, "a page");
+  try {
+    for (const extra of [[], [`--web=${root}`]]) {
+      await withEchoProxy(async (proxy) => {
+        for (const connection of ["", "keep-alive", "close"]) {
+          const client = await RawClient.connect(proxy.port);
+          const head = await client.request(upgradeRequest({ Connection: connection }));
+          assert.match(head, /^HTTP\/1\.1 400 Missing Connection: Upgrade header\r\n/, connection);
+          assert.doesNotMatch(new TextDecoder().decode(await client.readRest()), /a page/);
+          client.close();
+        }
+        const good = await RawClient.open(proxy.port, { Connection: "keep-alive, Upgrade" });
+        good.close();
+      }, extra);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("--unix-listen refuses a socket path a live server answers on; the first server keeps it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/ws.sock`;
+  const target = echoTarget();
+  const first = new ProxyProcess([`--unix-listen=${path}`, `127.0.0.1:${target.port}`]);
+  let second: ProxyProcess | undefined;
+  try {
+    await waitFor(() => /Listen on unix socket/.test(first.stderr), 15000, "first banner");
+    second = new ProxyProcess([`--unix-listen=${path}`, `127.0.0.1:${target.port}`]);
+    const status = await second.status();
+    assert.equal(status.code, 1, second.stderr);
+    assert.match(
+      second.stderr,
+      new RegExp(`Opening socket failed: another server is listening on the unix socket '${path}'`),
+    );
+    assert.doesNotMatch(second.stderr, /Listen on unix socket/);
+    // The first server still owns the path and serves through it.
+    const client = RawClient.wrap(await Deno.connect({ transport: "unix", path }));
+    await client.send(text(upgradeRequest()));
+    assert.match(await client.readHead(), /^HTTP\/1\.1 101 /);
+    await client.sendFrame(Opcode.Binary, "still mine");
+    assert.equal(new TextDecoder().decode(await client.readData(10)), "still mine");
+    client.close();
+    assert.equal((await first.stop()).code, 0);
+  } finally {
+    await second?.stop();
+    await first.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("binary garbage is answered 400 and closed, never hangs", async () => {

@@ -63,8 +63,16 @@ export function chooseSubprotocol(
   return undefined;
 }
 
-/** Validates an upgrade request (after `isUpgradeRequest`). Checks run in websockify's order. */
+/**
+ * Validates an upgrade request (after `isUpgradeRequest`). Checks run in websockify's order, after one Python
+ * skips: RFC 6455 §4.2.1 wants `Connection` to list `Upgrade`, and a request that asks for a WebSocket without it
+ * is refused with 400 (never served as a plain request).
+ */
 export function negotiate(request: HttpRequest): Accepted | Rejected {
+  const connection = request.headers.get("connection");
+  if (connection === undefined || !headerTokens(connection).includes("upgrade")) {
+    return reject(400, "Missing Connection: Upgrade header");
+  }
   const version = request.headers.get("sec-websocket-version");
   if (version === undefined) return reject(400, "Missing Sec-WebSocket-Version header");
   if (version.trim() !== "13") {
