@@ -32,7 +32,7 @@ import { SessionRecorder } from "./record.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
 import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
-import { serveStatic } from "./web.ts";
+import { serveStatic, WEB_WRITE_TIMEOUT } from "./web.ts";
 import { CloseCode, encodeClosePayload, encodeFrame, Opcode } from "./websocket/frames.ts";
 import {
   type Accepted,
@@ -51,6 +51,8 @@ export interface ServerTimeouts {
   close: number;
   /** An idle keep-alive connection (after a static file) waits this long for its next request. */
   keepAlive: number;
+  /** A `--web` response whose writes make no progress for this long is abandoned, the connection closed. */
+  webWrite: number;
 }
 
 export const DEFAULT_TIMEOUTS: ServerTimeouts = {
@@ -58,6 +60,7 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
   head: 10000,
   close: 3000,
   keepAlive: 15000,
+  webWrite: WEB_WRITE_TIMEOUT,
 };
 
 /** websockify's log line before connecting, by target kind. */
@@ -460,7 +463,9 @@ export class ProxyServer {
       ) {
         return;
       }
-      const outcome = await cx.deadline.race(serveStatic(stream, request, web));
+      const outcome = await cx.deadline.race(
+        serveStatic(stream, request, web, this.#timeouts.webWrite),
+      );
       this.#log.request(
         client,
         `"${request.method} ${request.target} ${request.version}" ${outcome.status} -`,
