@@ -82,6 +82,87 @@ export async function loadCredentials(options: TlsOptions): Promise<Credentials>
   return { cert, key, ca };
 }
 
+/**
+ * The startup check of the server certificate, beyond what loading it checks: the private key must belong to the
+ * (first) certificate, else every handshake would fail. Throws TlsError.
+ */
+export async function checkServerCertificate(options: TlsOptions): Promise<void> {
+  const credentials = await loadCredentials(options);
+  const keyFile = options.key ?? options.cert;
+  let matches: boolean;
+  try {
+    const leaf = new X509Certificate(pemCertificates(credentials.cert)[0]);
+    matches = leaf.checkPrivateKey(createPrivateKey(credentials.key));
+  } catch (error) {
+    throw new TlsError(
+      `cannot compare the certificate in '${options.cert}' with the private key in '${keyFile}': ` +
+        (error as Error).message,
+    );
+  }
+  if (!matches) {
+    throw new TlsError(
+      `the private key in '${keyFile}' does not belong to the certificate in '${options.cert}'`,
+    );
+  }
+}
+
+/**
+ * What startup says about the certificate besides the banner (logged with it, so it also reaches --log-file and
+ * --syslog): a missing file turns TLS (wss://) off, which is allowed, as in Python; a `--cert` the user gave is a
+ * warning, the default `self.pem` missing only an info line. A certificate outside its validity period is a
+ * warning (it still serves: it may be renewed on disk before clients come).
+ */
+export function certificateNotices(
+  options: TlsOptions,
+  now = new Date(),
+): { level: "warning" | "info"; message: string }[] {
+  let missing: string | undefined;
+  try {
+    if (!Deno.statSync(options.cert).isFile) missing = "not a file";
+  } catch {
+    missing = "not found";
+  }
+  if (missing) {
+    return options.certGiven
+      ? [{
+        level: "warning",
+        message: `warning: --cert '${options.cert}' ${missing}: TLS (wss://) is off`,
+      }]
+      : [{
+        level: "info",
+        message:
+          `no certificate: '${options.cert}' (the default --cert) ${missing}: TLS (wss://) is off`,
+      }];
+  }
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(options.cert);
+  } catch {
+    return []; // unreadable: startup refused it already
+  }
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(pemCertificates(text)[0]);
+  } catch {
+    return []; // undecodable: startup refused it already
+  }
+  const expiry = `the certificate '${options.cert}'`;
+  if (now < new Date(leaf.validFrom)) {
+    return [{
+      level: "warning",
+      message:
+        `warning: ${expiry} is not valid yet (from ${leaf.validFrom}): TLS clients will refuse it`,
+    }];
+  }
+  if (now > new Date(leaf.validTo)) {
+    return [{
+      level: "warning",
+      message: `warning: ${expiry} expired on ${leaf.validTo}: TLS clients will refuse it`,
+    }];
+  }
+  return [];
+}
+
 /** What a certificate's extensions say about its right to issue certificates (RFC 5280 4.2.1.3, 4.2.1.9). */
 export interface IssuerRights {
   /** basicConstraints is present. */

@@ -601,3 +601,125 @@ Deno.test("verifyClientChain: CA rights of every issuer, as openssl verify judge
       v1: false,
     });
   }));
+
+Deno.test("startup: a private key that does not belong to the certificate is refused, naming both files", () =>
+  withCerts(async () => {
+    // The same inside one file (websockify's self.pem layout): certificate of one pair, key of another.
+    const mixed = `${certs.dir}/mixed.pem`;
+    await Deno.writeTextFile(
+      mixed,
+      (await Deno.readTextFile(certs.serverCert)) + (await Deno.readTextFile(certs.untrustedKey)),
+    );
+    const cases = [
+      {
+        args: [`--cert=${certs.serverCert}`, `--key=${certs.clientKey}`],
+        message:
+          /error: cannot use the certificate '.*\/server\.pem': the private key in '.*\/client\.key' does not belong to the certificate in '.*\/server\.pem'/,
+      },
+      {
+        args: [`--cert=${mixed}`],
+        message:
+          /the private key in '.*\/mixed\.pem' does not belong to the certificate in '.*\/mixed\.pem'/,
+      },
+    ];
+    for (const { args, message } of cases) {
+      const proxy = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", ...args]);
+      try {
+        assert.equal((await proxy.status()).code, 1, proxy.stderr);
+        assert.match(proxy.stderr, message);
+        assert.doesNotMatch(proxy.stderr, /SSL\/TLS support|Listen on/);
+      } finally {
+        await proxy.stop();
+      }
+    }
+  }));
+
+Deno.test("startup: an expired or not yet valid certificate starts with a warning", () =>
+  withCerts(async () => {
+    const expired = await certs.issueDated("expired", "20200101000000Z", "20200102000000Z");
+    const future = await certs.issueDated("future", "20990101000000Z", "20990102000000Z");
+    for (
+      const [cert, warning] of [
+        [
+          expired,
+          /warning: the certificate '.*\/expired\.pem' expired on Jan\s+2 00:00:00 2020 GMT/,
+        ],
+        [
+          future,
+          /warning: the certificate '.*\/future\.pem' is not valid yet \(from Jan\s+1 00:00:00 2099 GMT\)/,
+        ],
+      ] as const
+    ) {
+      const proxy = new ProxyProcess([
+        "127.0.0.1:0",
+        "127.0.0.1:1",
+        `--cert=${cert.cert}`,
+        `--key=${cert.key}`,
+      ]);
+      try {
+        await proxy.port();
+        assert.match(proxy.stderr, warning);
+        assert.match(proxy.stderr, /- SSL\/TLS support/, "it still starts with TLS");
+      } finally {
+        await proxy.stop();
+      }
+    }
+    // A certificate within its dates: no warning.
+    const valid = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+    ]);
+    try {
+      await valid.port();
+      assert.doesNotMatch(valid.stderr, /warning/);
+    } finally {
+      await valid.stop();
+    }
+  }));
+
+Deno.test("startup: a missing --cert given explicitly is a warning; the default self.pem missing, an info line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "websockify-nocert-" });
+  try {
+    const explicit = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      `--cert=${dir}/typo.pem`,
+      `--log-file=${dir}/ws.log`,
+    ]);
+    const warning = new RegExp(
+      `warning: --cert '${dir}/typo\\.pem' not found: TLS \\(wss://\\) is off`,
+    );
+    try {
+      await explicit.port();
+      assert.match(explicit.stderr, warning);
+    } finally {
+      await explicit.stop();
+    }
+    assert.match(await Deno.readTextFile(`${dir}/ws.log`), warning, "also in --log-file");
+    const directory = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--cert=${dir}`]);
+    try {
+      await directory.port();
+      assert.match(directory.stderr, /warning: --cert '.*' not a file: TLS \(wss:\/\/\) is off/);
+    } finally {
+      await directory.stop();
+    }
+    // Started in `dir`, where the default self.pem does not exist.
+    const defaulted = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1"], { shell: `cd '${dir}' &&` });
+    try {
+      await defaulted.port();
+      assert.match(
+        defaulted.stderr,
+        new RegExp(
+          `no certificate: '${dir}/self\\.pem' \\(the default --cert\\) not found: TLS \\(wss://\\) is off`,
+        ),
+      );
+      assert.doesNotMatch(defaulted.stderr, /warning/);
+    } finally {
+      await defaulted.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
