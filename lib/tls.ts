@@ -224,11 +224,13 @@ function describeSubject(cert: X509Certificate): string {
 
 /**
  * `issuer`'s name is `cert`'s issuer name and its key signed `cert`. (checkIssued, OpenSSL's X509_check_issued,
- * also matches key identifiers and keyUsage; it runs after the CA-rights check, which gives the clearer reason.)
+ * also matches key identifiers and keyUsage; its verdict counts after the CA-rights check, which gives the
+ * clearer reason.)
  */
 function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   try {
-    return cert.issuer === issuer.subject && cert.verify(issuer.publicKey);
+    return (cert.issuer === issuer.subject || cert.checkIssued(issuer)) &&
+      cert.verify(issuer.publicKey);
   } catch {
     return false; // a key node:crypto cannot use (e.g. an unsupported type) signed nothing here
   }
