@@ -38,6 +38,8 @@ export interface TargetTls {
 export interface ServerTls {
   /** Certificate chain (PEM; may also hold the key), absolute. TLS is offered when this file exists. */
   cert: string;
+  /** `--cert` was given (else `cert` is the default `self.pem`). */
+  certGiven: boolean;
   /** Private key (PEM), if not in the certificate file. */
   key?: string;
   keyPassword?: string;
@@ -407,6 +409,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   };
   const tls: ServerTls = {
     cert: path("cert") ?? resolve(cwd, "self.pem"),
+    certGiven: value("cert") !== undefined,
     key: path("key"),
     keyPassword,
     minVersion: minVersions[sslVersion],

@@ -31,7 +31,14 @@ import { type AuthPlugin, requestToken, sanitizeHeaders, type TokenPlugin } from
 import { SessionRecorder } from "./record.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
-import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
+import {
+  acceptTls,
+  certificateNotices,
+  checkServerCertificate,
+  loadCredentials,
+  peerCommonName,
+  type TlsStream,
+} from "./tls.ts";
 import { serveStatic, WEB_WRITE_TIMEOUT } from "./web.ts";
 import { CloseCode, encodeClosePayload, encodeFrame, Opcode } from "./websocket/frames.ts";
 import {
@@ -102,9 +109,9 @@ export interface ServerPlugins {
 const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 /**
- * Startup checks that need the file system: a usable certificate (a wrong key password is found now, not at the
- * first client), `--ssl-only` with a certificate, an existing `--web` directory (resolved to its real path, for
- * confinement). Returns the problem and exit code, or undefined.
+ * Startup checks that need the file system: a usable certificate (a wrong key password or a key that does not
+ * belong to it is found now, not at the first client), `--ssl-only` with a certificate, an existing `--web`
+ * directory (resolved to its real path, for confinement). Returns the problem and exit code, or undefined.
  */
 export async function checkSettings(
   settings: Settings,
@@ -115,7 +122,7 @@ export async function checkSettings(
   }
   if (certificateExists(tls.cert)) {
     try {
-      await loadCredentials(tls);
+      await checkServerCertificate(tls);
     } catch (error) {
       return {
         message: `cannot use the certificate '${tls.cert}': ${describeError(error)}`,
@@ -185,6 +192,7 @@ export class ProxyServer {
   /** Logs websockify's startup banner. */
   logBanner(): void {
     const { listen, tls, web, target } = this.#settings;
+    for (const { level, message } of certificateNotices(tls)) this.#log[level](message);
     const lines = [
       "WebSocket server settings:",
       listen.kind === "unix"

@@ -19,7 +19,20 @@ export interface TestCerts {
   untrustedKey: string;
   /** Issues another server certificate for `cn` into `certPath`/`keyPath` (a renewal). */
   issueServer(cn: string, certPath: string, keyPath: string, sans?: string): Promise<void>;
+  /**
+   * Issues `<name>.pem`/`<name>.key` for `cn` with the given extension lines (openssl -extfile syntax), signed by
+   * `issuer` (an earlier `issue` result; default: the test CA). Returns the absolute paths.
+   */
+  issue(name: string, cn: string, extensions: string, issuer?: IssuedCert): Promise<IssuedCert>;
+  /** Issues a CA-signed server certificate valid only from `start` to `end` (openssl `YYYYMMDDHHMMSSZ`). */
+  issueDated(name: string, start: string, end: string): Promise<IssuedCert>;
   remove(): Promise<void>;
+}
+
+/** A certificate and its key, as absolute paths. */
+export interface IssuedCert {
+  cert: string;
+  key: string;
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
@@ -49,7 +62,13 @@ export async function makeCerts(): Promise<TestCerts> {
       subject,
     ], dir);
   await selfSigned("/CN=Test CA", "ca.pem", "ca.key");
-  const issue = async (cn: string, cert: string, key: string, extensions: string) => {
+  const issue = async (
+    cn: string,
+    cert: string,
+    key: string,
+    extensions: string,
+    issuer = { cert: "ca.pem", key: "ca.key" },
+  ) => {
     await openssl([
       "req",
       "-newkey",
@@ -69,9 +88,9 @@ export async function makeCerts(): Promise<TestCerts> {
       "-in",
       `${cert}.csr`,
       "-CA",
-      "ca.pem",
+      issuer.cert,
       "-CAkey",
-      "ca.key",
+      issuer.key,
       "-CAcreateserial",
       "-out",
       cert,
@@ -116,6 +135,56 @@ export async function makeCerts(): Promise<TestCerts> {
       // Replace atomically, as certificate renewal tools do.
       await Deno.rename(`${dir}/${name}.pem`, certPath);
       await Deno.rename(`${dir}/${name}.key`, keyPath);
+    },
+    async issue(name, cn, extensions, issuer) {
+      await issue(cn, `${name}.pem`, `${name}.key`, extensions, issuer);
+      return { cert: `${dir}/${name}.pem`, key: `${dir}/${name}.key` };
+    },
+    async issueDated(name, start, end) {
+      // `openssl x509` cannot set dates in the past or future; `openssl ca` can, with a minimal database.
+      await Deno.writeTextFile(
+        `${dir}/dated.cnf`,
+        "[ca]\ndefault_ca = dated\n[dated]\ndatabase = dated-index.txt\nnew_certs_dir = .\n" +
+          "serial = dated-serial.txt\ndefault_md = sha256\npolicy = any\nunique_subject = no\n" +
+          "[any]\ncommonName = supplied\n",
+      );
+      await Deno.writeTextFile(`${dir}/dated-index.txt`, "");
+      await Deno.writeTextFile(`${dir}/dated-serial.txt`, "1000\n");
+      const cert = `${dir}/${name}.pem`;
+      const key = `${dir}/${name}.key`;
+      await openssl([
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        `${name}.csr`,
+        "-subj",
+        "/CN=localhost",
+      ], dir);
+      await openssl([
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        "dated.cnf",
+        "-cert",
+        "ca.pem",
+        "-keyfile",
+        "ca.key",
+        "-in",
+        `${name}.csr`,
+        "-out",
+        cert,
+        "-startdate",
+        start,
+        "-enddate",
+        end,
+      ], dir);
+      return { cert, key };
     },
     remove: () => Deno.remove(dir, { recursive: true }),
   };

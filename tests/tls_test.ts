@@ -3,10 +3,18 @@
 import assert from "node:assert/strict";
 import { Opcode } from "../lib/websocket/frames.ts";
 import { makeCerts, sClient, type TestCerts } from "./certs.ts";
-import { echoTarget, ProxyProcess, RawClient, readToEnd, startProxy, waitFor } from "./helpers.ts";
+import {
+  echoTarget,
+  ProxyProcess,
+  RawClient,
+  readToEnd,
+  startProxy,
+  upgradeRequest,
+  waitFor,
+} from "./helpers.ts";
 import { writeAll } from "../lib/io.ts";
 import { X509Certificate } from "node:crypto";
-import { verifyClientChain } from "../lib/tls.ts";
+import { issuerRights, verifyClientChain } from "../lib/tls.ts";
 import { targetCaCerts } from "../lib/targets.ts";
 
 let certs: TestCerts;
@@ -413,6 +421,304 @@ Deno.test("--ssl-target trusts the system CA bundle (as Python does) plus --ssl-
     assert.equal(roots.at(-1), "PRIVATE CA");
     if (system) assert.equal(roots[0], system);
     assert.deepEqual(await targetCaCerts(undefined), system ? [system] : []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Client chains for the CA-rights checks, each issued with openssl; `intermediates` are listed leaf side first. */
+async function clientChains(certs: TestCerts) {
+  const client = "extendedKeyUsage=clientAuth\n";
+  const ca = (extra: string) => `basicConstraints=critical,CA:TRUE${extra}\n`;
+  // A CA-issued end-entity certificate used as if it were a CA (the attack).
+  const endEntity = await certs.issue("leaf", "leaf", `basicConstraints=CA:FALSE\n${client}`);
+  const forged = await certs.issue("forged-admin", "admin", client, endEntity);
+  // An intermediate allowed no CA below it, which signs a CA anyway.
+  const pathLenZero = await certs.issue(
+    "pathlen0",
+    "pathlen0",
+    ca(",pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign"),
+  );
+  const subCa = await certs.issue("sub-ca", "sub-ca", ca("\nkeyUsage=keyCertSign"), pathLenZero);
+  const tooDeep = await certs.issue("too-deep-admin", "admin", client, subCa);
+  // A CA whose keyUsage does not include keyCertSign.
+  const noCertSign = await certs.issue(
+    "no-certsign",
+    "no-certsign",
+    ca("\nkeyUsage=digitalSignature"),
+  );
+  const noCertSignChild = await certs.issue("no-certsign-admin", "admin", client, noCertSign);
+  // A proper intermediate CA.
+  const proper = await certs.issue("proper-admin", "admin", client, pathLenZero);
+  return {
+    forged: { leaf: forged, intermediates: [endEntity] },
+    tooDeep: { leaf: tooDeep, intermediates: [subCa, pathLenZero] },
+    noCertSign: { leaf: noCertSignChild, intermediates: [noCertSign] },
+    proper: { leaf: proper, intermediates: [pathLenZero] },
+  };
+}
+
+type ClientChain = { leaf: { cert: string; key: string }; intermediates: { cert: string }[] };
+
+/** `openssl verify` of a chain against the test CA: the reference verdict. */
+async function opensslVerifies(certs: TestCerts, chain: ClientChain): Promise<boolean> {
+  const untrusted = `${certs.dir}/untrusted-${crypto.randomUUID()}.pem`;
+  await Deno.writeTextFile(
+    untrusted,
+    (await Promise.all(chain.intermediates.map((c) => Deno.readTextFile(c.cert)))).join(""),
+  );
+  const output = await new Deno.Command("openssl", {
+    args: ["verify", "-CAfile", certs.ca, "-untrusted", untrusted, chain.leaf.cert],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return output.success;
+}
+
+Deno.test("--verify-client: every issuer in a client chain must be a CA (basicConstraints, pathLen, keyCertSign)", () =>
+  withCerts(async () => {
+    const chains = await clientChains(certs);
+    const target = echoTarget();
+    const proxy = await startProxy([
+      `127.0.0.1:${target.port}`,
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+      "--verify-client",
+      `--cafile=${certs.ca}`,
+      "--auth-plugin=ClientCertCNAuth",
+      "--auth-source=admin",
+    ]);
+    const present = async (chain: ClientChain) => {
+      const bundle = `${certs.dir}/presented-${crypto.randomUUID()}.pem`;
+      await Deno.writeTextFile(
+        bundle,
+        (await Promise.all(chain.intermediates.map((c) => Deno.readTextFile(c.cert)))).join(""),
+      );
+      return await sClient(proxy.port, [
+        "-cert",
+        chain.leaf.cert,
+        "-key",
+        chain.leaf.key,
+        "-cert_chain",
+        bundle,
+      ], upgradeRequest());
+    };
+    try {
+      const refusals = {
+        forged: /'CN=leaf' is not a CA \(no basicConstraints CA:TRUE\) but issued 'CN=admin'/,
+        tooDeep: /path length constraint of 'CN=pathlen0' exceeded/,
+        noCertSign: /the keyUsage of CA 'CN=no-certsign' lacks keyCertSign/,
+      };
+      for (const [name, reason] of Object.entries(refusals) as [keyof typeof refusals, RegExp][]) {
+        assert.equal(await opensslVerifies(certs, chains[name]), false, `openssl refuses ${name}`);
+        const answer = await present(chains[name]);
+        assert.doesNotMatch(answer.text, /HTTP\/1\.1 101/, `${name} must not get 101`);
+        await waitFor(
+          () => proxy.log.has(new RegExp(`TLS handshake failed: .*${reason.source}`)),
+          3000,
+          `the refusal of ${name}`,
+        );
+      }
+      assert.ok(!proxy.log.has(/connecting to:/), "no refused chain reached the target");
+      assert.equal(await opensslVerifies(certs, chains.proper), true, "openssl accepts proper");
+      const accepted = await present(chains.proper);
+      assert.match(accepted.text, /HTTP\/1\.1 101 Switching Protocols/);
+    } finally {
+      await proxy.stop();
+      await target.close();
+    }
+  }));
+
+Deno.test("verifyClientChain: CA rights of every issuer, as openssl verify judges them", () =>
+  withCerts(async () => {
+    const chains = await clientChains(certs);
+    const load = async (path: string) => new X509Certificate(await Deno.readTextFile(path));
+    const ca = await load(certs.ca);
+    const asPresented = async (chain: ClientChain) =>
+      await Promise.all([chain.leaf, ...chain.intermediates].map((c) => load(c.cert)));
+    for (const name of ["forged", "tooDeep", "noCertSign", "proper"] as const) {
+      const presented = await asPresented(chains[name]);
+      let ours = true;
+      try {
+        verifyClientChain(presented, [ca]);
+      } catch {
+        ours = false;
+      }
+      assert.equal(
+        ours,
+        await opensslVerifies(certs, chains[name]),
+        `${name}: same verdict as openssl`,
+      );
+    }
+    const forged = await asPresented(chains.forged);
+    assert.throws(() => verifyClientChain(forged, [ca]), /'CN=leaf' is not a CA/);
+    // The CA-issued client certificate has no basicConstraints at all: no CA either.
+    const client = await load(certs.clientCert);
+    const signedByClient = await certs.issue("by-client", "admin", "", {
+      cert: certs.clientCert,
+      key: certs.clientKey,
+    });
+    assert.throws(
+      () =>
+        verifyClientChain(
+          [new X509Certificate(Deno.readTextFileSync(signedByClient.cert)), client],
+          [ca],
+        ),
+      /'CN=client1' is not a CA/,
+    );
+    // A trusted entry is held to the same rules: a non-CA in the bundle issues nothing ...
+    const endEntity = forged[1];
+    assert.throws(() => verifyClientChain([forged[0]], [endEntity]), /'CN=leaf' is not a CA/);
+    // ... and a trusted intermediate's pathLen counts the CAs presented below it.
+    const tooDeep = await asPresented(chains.tooDeep);
+    const pathLenZero = tooDeep[2];
+    assert.throws(
+      () => verifyClientChain(tooDeep.slice(0, 2), [pathLenZero]),
+      /path length constraint of 'CN=pathlen0' exceeded \(1 intermediate CAs below it, at most 0/,
+    );
+    const proper = await asPresented(chains.proper);
+    assert.doesNotThrow(() => verifyClientChain(proper, [ca]));
+    assert.doesNotThrow(() => verifyClientChain([...proper, ca], [ca]), "with the root included");
+    assert.doesNotThrow(
+      () => verifyClientChain(proper.slice(0, 1), [pathLenZero]),
+      "trusted intermediate",
+    );
+    const noCertSign = await asPresented(chains.noCertSign);
+    assert.throws(() => verifyClientChain(noCertSign, [ca]), /lacks keyCertSign/);
+    const rights = issuerRights(pathLenZero);
+    assert.deepEqual({ ...rights, keyUsage: rights.keyUsage?.toSorted() }, {
+      hasBasicConstraints: true,
+      ca: true,
+      pathLen: 0,
+      keyUsage: ["crlSign", "keyCertSign"],
+      v1: false,
+    });
+    assert.deepEqual(issuerRights(client), {
+      hasBasicConstraints: false,
+      ca: false,
+      pathLen: undefined,
+      keyUsage: undefined,
+      v1: false,
+    });
+  }));
+
+Deno.test("startup: a private key that does not belong to the certificate is refused, naming both files", () =>
+  withCerts(async () => {
+    // The same inside one file (websockify's self.pem layout): certificate of one pair, key of another.
+    const mixed = `${certs.dir}/mixed.pem`;
+    await Deno.writeTextFile(
+      mixed,
+      (await Deno.readTextFile(certs.serverCert)) + (await Deno.readTextFile(certs.untrustedKey)),
+    );
+    const cases = [
+      {
+        args: [`--cert=${certs.serverCert}`, `--key=${certs.clientKey}`],
+        message:
+          /error: cannot use the certificate '.*\/server\.pem': the private key in '.*\/client\.key' does not belong to the certificate in '.*\/server\.pem'/,
+      },
+      {
+        args: [`--cert=${mixed}`],
+        message:
+          /the private key in '.*\/mixed\.pem' does not belong to the certificate in '.*\/mixed\.pem'/,
+      },
+    ];
+    for (const { args, message } of cases) {
+      const proxy = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", ...args]);
+      try {
+        assert.equal((await proxy.status()).code, 1, proxy.stderr);
+        assert.match(proxy.stderr, message);
+        assert.doesNotMatch(proxy.stderr, /SSL\/TLS support|Listen on/);
+      } finally {
+        await proxy.stop();
+      }
+    }
+  }));
+
+Deno.test("startup: an expired or not yet valid certificate starts with a warning", () =>
+  withCerts(async () => {
+    const expired = await certs.issueDated("expired", "20200101000000Z", "20200102000000Z");
+    const future = await certs.issueDated("future", "20990101000000Z", "20990102000000Z");
+    for (
+      const [cert, warning] of [
+        [
+          expired,
+          /warning: the certificate '.*\/expired\.pem' expired on Jan\s+2 00:00:00 2020 GMT/,
+        ],
+        [
+          future,
+          /warning: the certificate '.*\/future\.pem' is not valid yet \(from Jan\s+1 00:00:00 2099 GMT\)/,
+        ],
+      ] as const
+    ) {
+      const proxy = new ProxyProcess([
+        "127.0.0.1:0",
+        "127.0.0.1:1",
+        `--cert=${cert.cert}`,
+        `--key=${cert.key}`,
+      ]);
+      try {
+        await proxy.port();
+        assert.match(proxy.stderr, warning);
+        assert.match(proxy.stderr, /- SSL\/TLS support/, "it still starts with TLS");
+      } finally {
+        await proxy.stop();
+      }
+    }
+    // A certificate within its dates: no warning.
+    const valid = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      `--cert=${certs.serverCert}`,
+      `--key=${certs.serverKey}`,
+    ]);
+    try {
+      await valid.port();
+      assert.doesNotMatch(valid.stderr, /warning/);
+    } finally {
+      await valid.stop();
+    }
+  }));
+
+Deno.test("startup: a missing --cert given explicitly is a warning; the default self.pem missing, an info line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "websockify-nocert-" });
+  try {
+    const explicit = new ProxyProcess([
+      "127.0.0.1:0",
+      "127.0.0.1:1",
+      `--cert=${dir}/typo.pem`,
+      `--log-file=${dir}/ws.log`,
+    ]);
+    const warning = new RegExp(
+      `warning: --cert '${dir}/typo\\.pem' not found: TLS \\(wss://\\) is off`,
+    );
+    try {
+      await explicit.port();
+      assert.match(explicit.stderr, warning);
+    } finally {
+      await explicit.stop();
+    }
+    assert.match(await Deno.readTextFile(`${dir}/ws.log`), warning, "also in --log-file");
+    const directory = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--cert=${dir}`]);
+    try {
+      await directory.port();
+      assert.match(directory.stderr, /warning: --cert '.*' not a file: TLS \(wss:\/\/\) is off/);
+    } finally {
+      await directory.stop();
+    }
+    // Started in `dir`, where the default self.pem does not exist.
+    const defaulted = new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1"], { shell: `cd '${dir}' &&` });
+    try {
+      await defaulted.port();
+      assert.match(
+        defaulted.stderr,
+        new RegExp(
+          `no certificate: '${dir}/self\\.pem' \\(the default --cert\\) not found: TLS \\(wss://\\) is off`,
+        ),
+      );
+      assert.doesNotMatch(defaulted.stderr, /warning/);
+    } finally {
+      await defaulted.stop();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
