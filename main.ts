@@ -162,14 +162,23 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     });
   }
 
-  // Written before readiness is reported: whoever waits for the daemon may read it at once.
-  if (settings.pidFile) {
+  // Written before readiness is reported: whoever waits for the daemon may read it at once. Removed at any exit,
+  // the hard stop's included.
+  const { pidFile } = settings;
+  const removePidFile = () => {
+    globalThis.removeEventListener("unload", removePidFile);
     try {
-      Deno.writeTextFileSync(settings.pidFile, `${Deno.pid}\n`);
+      if (pidFile) Deno.removeSync(pidFile);
+    } catch { /* already gone */ }
+  };
+  if (pidFile) {
+    try {
+      Deno.writeTextFileSync(pidFile, `${Deno.pid}\n`);
+      globalThis.addEventListener("unload", removePidFile);
     } catch (error) {
       listener.close();
       await library?.dispose();
-      const reason = `--pid-file '${settings.pidFile}': ${fsReason(error)}`;
+      const reason = `--pid-file '${pidFile}': ${fsReason(error)}`;
       reportDaemonStatus(`error: ${reason}`);
       log.error(reason);
       return 1;
@@ -218,7 +227,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
   await server.serve();
   await wrapped?.stop();
   await library?.dispose();
-  if (settings.pidFile) await Deno.remove(settings.pidFile).catch(() => {});
+  removePidFile();
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);
   return exitCode;
