@@ -35,10 +35,12 @@ if [ -f rebind/rebind.c ]; then
   fi
 fi
 
+# The start task's flags: --allow-all is what Deno asks for paths under /dev (--syslog=/dev/log); it includes the
+# unscoped --allow-run that LD_PRELOAD needs (wrap mode).
 mkdir -p "$(dirname "$output")"
 log=$(mktemp)
 if ! deno compile --frozen \
-  --allow-net --allow-read --allow-write --allow-env --allow-run --allow-sys --unstable-net \
+  --allow-all --unstable-net \
   ${target:+--target "$target"} "${includes[@]}" --output "$output" main.ts >"$log" 2>&1; then
   cat "$log" >&2
   if grep -qiE 'denort|dl\.deno\.land|error sending request|dns error' "$log"; then

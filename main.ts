@@ -12,10 +12,11 @@
 import { helpText, parseCommandLine, type Settings, USAGE, UsageError } from "./lib/cli.ts";
 import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
 import { type Acceptor, openListener } from "./lib/listen.ts";
-import { Logger } from "./lib/log.ts";
+import { formatHostPort, Logger } from "./lib/log.ts";
 import { FACILITY, FileSink, SyslogSink } from "./lib/logsinks.ts";
 import { loadPlugins } from "./lib/plugins.ts";
 import { checkSettings, DEFAULT_TIMEOUTS, ProxyServer, type ServerPlugins } from "./lib/server.ts";
+import { checkStartup, fsReason } from "./lib/startup.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -43,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
 
   // What can be checked before listening is checked now, with a clear message.
   if (!inDaemon) { for (const note of settings.notes) log.warning(`note: ${note}`); }
-  const problem = await checkSettings(settings);
+  // Every path and address is tried too, before -D detaches: a mistake stops the start, naming the option.
+  const problem = (await checkSettings(settings)) ?? (await checkStartup(settings));
   if (problem) {
     reportDaemonStatus(`error: ${problem.message}`);
     console.error(`${PROGRAM}: error: ${problem.message}`);
@@ -77,7 +79,12 @@ async function openLogSinks(
   const opened: { close(): void; flush?(): Promise<void> }[] = [];
   try {
     if (settings.logFile) {
-      const sink = new FileSink(settings.logFile);
+      let sink: FileSink;
+      try {
+        sink = new FileSink(settings.logFile);
+      } catch (error) {
+        throw new Error(`--log-file '${settings.logFile}': ${fsReason(error)}`);
+      }
       opened.push(sink);
       log.sinks.push(sink);
     }
@@ -97,11 +104,13 @@ async function openLogSinks(
     log.error(describeError(error));
     return undefined;
   }
+  // An exit that skips the closer (the hard stop's Deno.exit) still closes them: no socket directory is left.
+  const closeAll = () => opened.forEach((sink) => sink.close());
+  globalThis.addEventListener("unload", closeAll);
   return async () => {
-    for (const sink of opened) {
-      await sink.flush?.();
-      sink.close();
-    }
+    for (const sink of opened) await sink.flush?.();
+    closeAll();
+    globalThis.removeEventListener("unload", closeAll);
   };
 }
 
@@ -122,8 +131,9 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
   try {
     listener = await openListener(settings.listen);
   } catch (error) {
-    reportDaemonStatus(`error: Opening socket failed: ${describeError(error)}`);
-    log.error(`Opening socket failed: ${describeError(error)}`);
+    const reason = `Opening socket failed: ${listenFailure(settings, error)}`;
+    reportDaemonStatus(`error: ${reason}`);
+    log.error(reason);
     return 1;
   }
 
@@ -152,6 +162,29 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     });
   }
 
+  // Written before readiness is reported: whoever waits for the daemon may read it at once. Removed at any exit,
+  // the hard stop's included.
+  const { pidFile } = settings;
+  const removePidFile = () => {
+    globalThis.removeEventListener("unload", removePidFile);
+    try {
+      if (pidFile) Deno.removeSync(pidFile);
+    } catch { /* already gone */ }
+  };
+  if (pidFile) {
+    try {
+      Deno.writeTextFileSync(pidFile, `${Deno.pid}\n`);
+      globalThis.addEventListener("unload", removePidFile);
+    } catch (error) {
+      listener.close();
+      await library?.dispose();
+      const reason = `--pid-file '${pidFile}': ${fsReason(error)}`;
+      reportDaemonStatus(`error: ${reason}`);
+      log.error(reason);
+      return 1;
+    }
+  }
+
   let stopRequested = false;
   const server = new ProxyServer(settings, listener, log, DEFAULT_TIMEOUTS, plugins);
   server.logBanner();
@@ -160,6 +193,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     try {
       wrapped.start();
     } catch (error) {
+      reportDaemonStatus(`error: Starting the wrapped command failed: ${describeError(error)}`);
       log.error(`Starting the wrapped command failed: ${describeError(error)}`);
       exitCode = 1;
       server.shutdown();
@@ -174,7 +208,6 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
       server.shutdown();
     });
   }
-  if (settings.pidFile) Deno.writeTextFileSync(settings.pidFile, `${Deno.pid}\n`);
   reportDaemonStatus(`ok ${Deno.pid} ${server.listenText}`);
 
   const stop = (signal: string) => {
@@ -194,12 +227,32 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
   await server.serve();
   await wrapped?.stop();
   await library?.dispose();
-  if (settings.pidFile) await Deno.remove(settings.pidFile).catch(() => {});
+  removePidFile();
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);
   return exitCode;
 }
 
+/** `cannot listen on 127.0.0.1:6080: Address already in use (os error 98)`: the address, then the reason. */
+function listenFailure(settings: Settings, error: unknown): string {
+  const { listen } = settings;
+  if (listen.kind === "inetd") return describeError(error); // its message names --inetd
+  const address = listen.kind === "unix"
+    ? `unix socket ${listen.path}`
+    : formatHostPort(listen.hostname || "::", listen.port);
+  return `cannot listen on ${address}: ${describeError(error)}`;
+}
+
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    // A bug, not a user's mistake: still a non-zero exit, and a -D launcher that hears why.
+    const reason = `internal error: ${error instanceof Error ? error.stack : String(error)}`;
+    reportDaemonStatus(`error: ${reason.split("\n")[0]}`);
+    console.error(`${PROGRAM}: ${reason}`);
+    code = 70;
+  }
+  Deno.exit(code);
 }

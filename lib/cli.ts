@@ -25,7 +25,14 @@ export type TargetSpec =
   | { kind: "unix"; path: string }
   | { kind: "command"; command: string[]; port: number }
   /** Chosen per connection by a token plugin. */
-  | { kind: "token"; plugin: string; source: string; hostToken: boolean };
+  | {
+    kind: "token";
+    plugin: string;
+    source: string;
+    hostToken: boolean;
+    /** The option that named `source`, for messages: `--token-source` unless `--target-config`. */
+    sourceOption?: string;
+  };
 
 export type WrapMode = "exit" | "ignore" | "respawn";
 
@@ -481,6 +488,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       plugin: tokenPlugin,
       source: resolve(cwd, source),
       hostToken: parsed.flags.has("host-token"),
+      ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
     };
   } else if (parsed.afterTerminator !== undefined) {
     // Wrap mode: as in Python, every positional after the listen address belongs to the command too.

@@ -36,9 +36,11 @@ function relaunchCommand(): string[] {
   if (!/^deno(\.exe)?$/.test(basename(exec))) return [exec, ...Deno.args]; // a compiled executable
   const main = fileURLToPath(Deno.mainModule);
   const args = ["run"];
-  for (const name of ["net", "read", "write", "env", "run", "sys", "ffi"] as const) {
-    if (Deno.permissions.querySync({ name }).state === "granted") args.push(`--allow-${name}`);
-  }
+  const names = ["net", "read", "write", "env", "run", "sys", "ffi", "import"] as const;
+  const granted = names.filter((name) => Deno.permissions.querySync({ name }).state === "granted");
+  // Everything granted is --allow-all, which Deno requires for paths under /dev (--syslog=/dev/log).
+  if (granted.length === names.length) args.push("--allow-all");
+  else args.push(...granted.map((name) => `--allow-${name}`));
   if ("listenDatagram" in Deno) args.push("--unstable-net");
   const config = `${dirname(main)}/deno.json`;
   try {

@@ -5,6 +5,7 @@
  */
 
 import dgram from "node:dgram";
+import dns from "node:dns";
 import { writeAll } from "./io.ts";
 import type { Level, LogSink } from "./log.ts";
 
@@ -29,7 +30,12 @@ export class FileSink implements LogSink {
     }
   }
 
+  #closed = false;
+
+  /** Closes the file (once; later calls do nothing). */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.#file.close();
   }
 }
@@ -68,9 +74,31 @@ export function formatSyslog(
   return encoder.encode(header + bom + message);
 }
 
+/**
+ * `--syslog host[:port]`: `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address (port 514). Throws
+ * with the option's name on a bad port or an empty host.
+ */
+export function parseSyslogHost(address: string): { host: string; port: number } {
+  let host = address;
+  let portText: string | undefined;
+  const bracketed = address.match(/^\[([^\]]*)\](?::(.*))?$/);
+  if (bracketed) {
+    [, host, portText] = bracketed;
+  } else if (address.includes(":") && address.indexOf(":") === address.lastIndexOf(":")) {
+    const colon = address.indexOf(":");
+    [host, portText] = [address.slice(0, colon), address.slice(colon + 1)];
+  }
+  const port = portText === undefined ? 514 : Number(portText);
+  if (!/^\d+$/.test(portText ?? "514") || port < 1 || port > 65535) {
+    throw new Error(`--syslog '${address}': bad port`);
+  }
+  if (host === "") throw new Error(`--syslog '${address}': no host`);
+  return { host, port };
+}
+
 type Transport =
   | { kind: "udp"; socket: dgram.Socket; host: string; port: number }
-  | { kind: "unix-dgram"; conn: Deno.DatagramConn; path: string; local: string }
+  | { kind: "unix-dgram"; conn: Deno.DatagramConn; path: string; dir: string }
   | { kind: "unix-stream"; conn: Deno.Conn };
 
 /**
@@ -88,13 +116,10 @@ export class SyslogSink implements LogSink {
 
   static async open(address: string, format: SyslogFormat): Promise<SyslogSink> {
     if (address.includes("/")) return new SyslogSink(await openUnix(address), format);
-    const colon = address.lastIndexOf(":");
-    const host = (colon > 0 ? address.slice(0, colon) : address).replace(/^\[|\]$/g, "");
-    const port = colon > 0 ? Number(address.slice(colon + 1)) : 514;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new Error(`--syslog: bad port in '${address}'`);
-    }
-    const socket = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+    const { host, port } = parseSyslogHost(address);
+    // The socket's family is the host's (an IPv6-only name needs udp6); sends look the name up again.
+    const { family } = await dns.promises.lookup(host);
+    const socket = dgram.createSocket(family === 6 ? "udp6" : "udp4");
     socket.on("error", () => {});
     // Bound now: sends on an unbound socket wait in an implicit-bind queue that Deno's polyfill replays in
     // reverse order (seen in tests).
@@ -148,12 +173,19 @@ export class SyslogSink implements LogSink {
     }
   }
 
+  #closed = false;
+
+  /** Closes the socket and removes a datagram client's directory (once; later calls do nothing). */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     const transport = this.#transport;
     if (transport.kind === "udp") transport.socket.close();
     if (transport.kind === "unix-dgram") {
       transport.conn.close();
-      Deno.removeSync(transport.local);
+      try {
+        Deno.removeSync(transport.dir, { recursive: true });
+      } catch { /* already gone */ }
     }
     if (transport.kind === "unix-stream") transport.conn.close();
   }
@@ -164,25 +196,29 @@ async function openUnix(path: string): Promise<Transport> {
   try {
     return { kind: "unix-stream", conn: await Deno.connect({ transport: "unix", path }) };
   } catch (streamError) {
+    if (streamError instanceof Deno.errors.NotCapable) {
+      // Deno grants paths under /dev to --allow-all only.
+      throw new Error(`--syslog '${path}': ${streamError.message} (deno task start has it)`);
+    }
     const listenDatagram = (Deno as unknown as { listenDatagram?: typeof Deno.listenDatagram })
       .listenDatagram;
     if (!listenDatagram) {
       throw new Error(
-        `--syslog: cannot reach '${path}' as a stream socket (${
+        `--syslog '${path}': cannot reach it as a stream socket (${
           (streamError as Error).message
         }); ` +
           "datagram sockets such as /dev/log need Deno's --unstable-net flag (deno task start has it)",
       );
     }
-    const local = `${await Deno.makeTempDir({ prefix: "websockify-syslog-" })}/client.sock`;
-    const conn = listenDatagram({ transport: "unixpacket", path: local });
+    // A datagram client needs an address of its own: a socket in a private directory, removed at close.
+    const dir = await Deno.makeTempDir({ prefix: "websockify-syslog-" });
     try {
       await Deno.stat(path);
+      const conn = listenDatagram({ transport: "unixpacket", path: `${dir}/client.sock` });
+      return { kind: "unix-dgram", conn, path, dir };
     } catch (error) {
-      conn.close();
-      await Deno.remove(local).catch(() => {});
-      throw new Error(`--syslog: cannot reach '${path}': ${(error as Error).message}`);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw new Error(`--syslog '${path}': cannot reach it: ${(error as Error).message}`);
     }
-    return { kind: "unix-dgram", conn, path, local };
   }
 }

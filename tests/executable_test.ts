@@ -10,7 +10,8 @@ Deno.test("build.sh embeds rebind.so at the path lib/wrap.ts reads it from", () 
   assert.match(script, /--include rebind\/rebind\.so/);
   assert.equal(decodeURIComponent(REBIND_SO.pathname), `${ROOT}rebind/rebind.so`);
   assert.match(script, /deno compile --frozen/);
-  assert.match(script, /--allow-run/, "LD_PRELOAD needs unscoped --allow-run");
+  // --allow-all: LD_PRELOAD needs unscoped --allow-run, paths under /dev (--syslog=/dev/log) need all.
+  assert.match(script, /--allow-all/);
 });
 
 const DENORT_BIN = Deno.env.get("DENORT_BIN");

@@ -220,9 +220,11 @@ export class ProxyProcess {
       shell?: string;
       denoFlags?: string[];
       stdin?: "null";
+      /** Runs `deno task <task> ...args` in the project (its flags, as a user types it) instead of `deno run`. */
+      task?: string;
     } = {},
   ) {
-    const denoArgs = [
+    const denoArgs = options.task ? ["task", options.task, ...args] : [
       "run",
       "--allow-all",
       "--frozen",
@@ -240,6 +242,7 @@ export class ProxyProcess {
       })
       : new Deno.Command(Deno.execPath(), {
         args: denoArgs,
+        cwd: options.task ? ROOT : undefined,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

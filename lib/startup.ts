@@ -1,0 +1,170 @@
+/**
+ * Startup checks that need the file system or the network: every path and address the proxy will use later is
+ * tried once before it listens (and before `-D` detaches), so a mistake stops it at once with the option and
+ * the path in the message, instead of failing on every connection, or never.
+ *
+ *     const problem = await checkStartup(settings);
+ *     if (problem) { console.error(`websockify: error: ${problem.message}`); Deno.exit(problem.exitCode); }
+ *
+ * The checks only look: they change nothing in the settings, and what they create to try a path (an empty pid
+ * file, a probe in the --record directory) they remove.
+ *
+ * @module
+ */
+
+import dns from "node:dns";
+import { dirname } from "node:path";
+import type { Settings } from "./cli.ts";
+import { parseSyslogHost } from "./logsinks.ts";
+
+/** A startup mistake: the message names the option and the path; the exit code is the process's. */
+export interface StartupProblem {
+  message: string;
+  exitCode: number;
+}
+
+/** How long `--syslog host` may take to resolve at startup. */
+const RESOLVE_TIMEOUT_MS = 5000;
+
+/**
+ * The OS reason of a file-system error, without Deno's trailing `: open '/path'` (the caller names the path),
+ * and with the flag to add where Deno's permissions refused.
+ */
+export function fsReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const refused = error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied;
+  if (refused && /--allow-all/.test(message)) return `${message} (deno task start has it)`;
+  return message.replace(/: [a-z_]+( '[^']*')?$/, "");
+}
+
+/** Runs every check; the first problem found, or undefined. */
+export async function checkStartup(settings: Settings): Promise<StartupProblem | undefined> {
+  const checks = [
+    () => checkPidFile(settings.pidFile),
+    () => checkLogFile(settings.logFile),
+    () => checkRecord(settings.record),
+    () => checkTokenSource(settings.target),
+    () => checkSyslog(settings.syslog),
+  ];
+  for (const check of checks) {
+    const message = await check();
+    if (message !== undefined) return { message, exitCode: 1 };
+  }
+  return undefined;
+}
+
+/** `--pid-file`: the file can be created or written (an empty one made for the test is removed). */
+export async function checkPidFile(path: string | undefined): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  let existed = true;
+  try {
+    await Deno.lstat(path);
+  } catch {
+    existed = false;
+  }
+  try {
+    const file = await Deno.open(path, { write: true, create: true });
+    file.close();
+    if (!existed) await Deno.remove(path);
+    return undefined;
+  } catch (error) {
+    return `--pid-file '${path}': ${fsReason(error)}`;
+  }
+}
+
+/** `--log-file`: opened for appending, as the proxy will (it is created if missing). */
+export async function checkLogFile(path: string | undefined): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    const file = await Deno.open(path, { append: true, create: true });
+    file.close();
+    return undefined;
+  } catch (error) {
+    return `--log-file '${path}': ${fsReason(error)}`;
+  }
+}
+
+/** `--record BASE`: a file can be created in BASE's directory (tried with a probe file, removed at once). */
+export async function checkRecord(base: string | undefined): Promise<string | undefined> {
+  if (base === undefined) return undefined;
+  const dir = dirname(base);
+  try {
+    const probe = await Deno.makeTempFile({ dir, prefix: ".websockify-record-probe-" });
+    await Deno.remove(probe);
+    return undefined;
+  } catch (error) {
+    return `--record '${base}': cannot create files in '${dir}': ${fsReason(error)}`;
+  }
+}
+
+/**
+ * `--token-source` (or `--target-config`): what each built-in token plugin reads. TokenFile and ReadOnlyTokenFile
+ * take a readable file or directory; TokenFileName and UnixDomainSocketDirectory a readable directory. Contents
+ * are not judged here: TokenFile re-reads its file per connection, and the plugins report bad lines themselves.
+ */
+export async function checkTokenSource(target: Settings["target"]): Promise<string | undefined> {
+  if (target.kind !== "token") return undefined;
+  const option = target.sourceOption ?? "--token-source";
+  const source = target.source;
+  try {
+    const info = await Deno.stat(source);
+    const needsDirectory = target.plugin === "TokenFileName" ||
+      target.plugin === "UnixDomainSocketDirectory";
+    if (info.isDirectory) {
+      for await (const _ of Deno.readDir(source)) break;
+    } else if (needsDirectory) {
+      return `${option} '${source}': not a directory (${target.plugin} reads one file per token)`;
+    } else {
+      const file = await Deno.open(source, { read: true });
+      file.close();
+    }
+    return undefined;
+  } catch (error) {
+    return `${option} '${source}': ${fsReason(error)}`;
+  }
+}
+
+/**
+ * `--syslog`: a unix socket path must exist and be a socket; a host must resolve (the same lookup the UDP sends
+ * use). Whether a syslog daemon reads the datagrams cannot be known.
+ */
+export async function checkSyslog(address: string | undefined): Promise<string | undefined> {
+  if (address === undefined) return undefined;
+  if (address.includes("/")) {
+    try {
+      const info = await Deno.stat(address);
+      if (!info.isSocket) return `--syslog '${address}': not a socket`;
+      return undefined;
+    } catch (error) {
+      return `--syslog '${address}': ${fsReason(error)}`;
+    }
+  }
+  let host: string;
+  try {
+    host = parseSyslogHost(address).host;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      dns.promises.lookup(host),
+      new Promise((_, reject) => {
+        const limit = new Error(`no answer within ${RESOLVE_TIMEOUT_MS / 1000} s`);
+        timer = setTimeout(() => reject(limit), RESOLVE_TIMEOUT_MS);
+      }),
+    ]);
+    return undefined;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const reason = code === "ENOTFOUND" || code === "EAI_NONAME"
+      ? "host not found"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    return `--syslog '${address}': cannot resolve '${host}': ${reason}`;
+  } finally {
+    clearTimeout(timer);
+  }
+}
