@@ -62,7 +62,7 @@ async function removeStaleSocket(path: string): Promise<void> {
   if (!info.isSocket) return;
   if (await answers(path)) {
     throw new Deno.errors.AddrInUse(
-      `another server is listening on the unix socket '${path}' (not taken over)`,
+      "another server is listening there (not taken over)",
     );
   }
   await Deno.remove(path).catch((error) => {

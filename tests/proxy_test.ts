@@ -238,7 +238,9 @@ Deno.test("--unix-listen refuses a socket path a live server answers on; the fir
     assert.equal(status.code, 1, second.stderr);
     assert.match(
       second.stderr,
-      new RegExp(`Opening socket failed: another server is listening on the unix socket '${path}'`),
+      new RegExp(
+        `Opening socket failed: cannot listen on unix socket ${path}: another server is listening there`,
+      ),
     );
     assert.doesNotMatch(second.stderr, /Listen on unix socket/);
     // The first server still owns the path and serves through it.
