@@ -175,9 +175,16 @@ export class Relay {
 
   /** Server shutdown: close 1001 to the client, then the usual bounded close. */
   shutdown(reason = "Server shutting down"): void {
+    const closing = !this.#closeSent && this.#clientOpen;
     this.#sendClose(CloseCode.GoingAway, reason, "server");
     this.#targetWritable = false;
     closeQuietly(this.#target);
+    // Nothing follows our close frame: a FIN right behind it lets even a slow reader read to the end. The
+    // client pump keeps reading (and dropping) what the client still sends, so that closing the socket at the
+    // end does not reset it and discard what is still on its way to the client.
+    if (closing) {
+      this.#clientWrites.then(() => this.#client.closeWrite()).catch(() => {});
+    }
   }
 
   // ---- client -> target ------------------------------------------------------------------------------------
