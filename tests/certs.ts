@@ -212,3 +212,15 @@ export async function sClient(
   const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
   return { ok: output.success, text };
 }
+
+/** Runs `body` with fresh certificates (and the CA's PEM text), removing them afterwards. */
+export async function withTestCerts(
+  body: (certs: TestCerts, ca: string) => Promise<void>,
+): Promise<void> {
+  const certs = await makeCerts();
+  try {
+    await body(certs, await Deno.readTextFile(certs.ca));
+  } finally {
+    await certs.remove();
+  }
+}

@@ -3,61 +3,25 @@
 // connection.
 import assert from "node:assert/strict";
 import { Opcode } from "../lib/websocket/frames.ts";
-import { makeCerts, type TestCerts } from "./certs.ts";
+import { withTestCerts } from "./certs.ts";
 import {
   deadline,
   echoTarget,
+  liveMemoryKiB,
+  openFiles,
   ProxyProcess,
   RawClient,
   readToEnd,
   sleep,
   startProxy,
   TcpTarget,
+  TLS_START,
   upgradeRequest,
   waitFor,
 } from "./helpers.ts";
 import { writeAll } from "../lib/io.ts";
 
 const encoder = new TextEncoder();
-
-/** Open file descriptors of a process. */
-function openFiles(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
-}
-
-/** JavaScript memory after a full collection (the test task runs with --expose-gc). */
-function liveMemoryKiB(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
-  gc();
-  gc();
-  const usage = Deno.memoryUsage();
-  return (usage.heapUsed + usage.external) >> 10;
-}
-
-async function withCerts(body: (certs: TestCerts) => Promise<void>): Promise<void> {
-  const certs = await makeCerts();
-  try {
-    await body(certs);
-  } finally {
-    await certs.remove();
-  }
-}
-
-/** A TLS ClientHello's first bytes: enough for the proxy to start a handshake, not to finish one. */
-const TLS_START = new Uint8Array([
-  0x16,
-  0x03,
-  0x01,
-  0x00,
-  0xc8,
-  0x01,
-  0x00,
-  0x00,
-  0xc4,
-  0x03,
-  0x03,
-]);
 
 /** Waits until the server closes `conn`; returns the milliseconds it took. */
 async function msUntilClosed(conn: Deno.Conn, ms: number, what: string): Promise<number> {
@@ -72,7 +36,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withCerts(async (certs) => {
+    withTestCerts(async (certs) => {
       const target = echoTarget();
       const proxy = await startProxy(
         [`127.0.0.1:${target.port}`, `--cert=${certs.serverCert}`, `--key=${certs.serverKey}`],
@@ -333,7 +297,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withCerts(async (certs) => {
+    withTestCerts(async (certs) => {
       const ca = await Deno.readTextFile(certs.ca);
       const web = await Deno.makeTempDir();
       await Deno.writeTextFile(`${web}/index.html`, "hello");

@@ -40,6 +40,28 @@ export async function waitFor(condition: () => boolean, ms: number, what: string
   }
 }
 
+/** Open file descriptors of a process (Linux /proc). */
+export function openFiles(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
+
+/**
+ * This process's live JavaScript memory (heap in use + external buffers) after a full collection, in KiB. The
+ * test task runs with --expose-gc for it.
+ */
+export function liveMemoryKiB(): number {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
+  gc();
+  gc();
+  const usage = Deno.memoryUsage();
+  return (usage.heapUsed + usage.external) >> 10;
+}
+
+/** The start of a TLS ClientHello: enough for the proxy to begin a handshake, not to finish one. */
+// deno-fmt-ignore
+export const TLS_START = new Uint8Array([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03]);
+
 // ---- TCP targets -----------------------------------------------------------------------------------------------
 
 /** A real TCP server on loopback; `handler` runs per connection. Tracks its connections for tests. */

@@ -12,8 +12,17 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import WebSocketNode from "ws";
-import { makeCerts, type TestCerts } from "./certs.ts";
-import { deadline, ProxyProcess, sleep, startProxy, TcpTarget, waitFor } from "./helpers.ts";
+import { withTestCerts } from "./certs.ts";
+import {
+  deadline,
+  liveMemoryKiB,
+  openFiles,
+  ProxyProcess,
+  sleep,
+  startProxy,
+  TcpTarget,
+  waitFor,
+} from "./helpers.ts";
 import { writeAll } from "../lib/io.ts";
 
 const SEED = Number(Deno.env.get("ISOLATION_SEED") ?? Math.floor(Math.random() * 1e9));
@@ -315,11 +324,6 @@ function checkOutcomes(
   }
 }
 
-/** Open file descriptors of a process. */
-function openFiles(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
-}
-
 /** Runs `plans` with at most `concurrency` sessions open at once (a finished session makes room for the next). */
 async function runAll(
   plans: SessionPlan[],
@@ -339,22 +343,13 @@ async function runAll(
   return outcomes;
 }
 
-async function withCerts(body: (certs: TestCerts, ca: string) => Promise<void>): Promise<void> {
-  const certs = await makeCerts();
-  try {
-    await body(certs, await Deno.readTextFile(certs.ca));
-  } finally {
-    await certs.remove();
-  }
-}
-
 Deno.test({
   name:
     "isolation: 400 sessions (ws, wss, base64), 150 at once, with churn: every byte checked at both ends; open files back to idle",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withCerts(async (certs, ca) => {
+    withTestCerts(async (certs, ca) => {
       const warmUp = planSessions(3, SEED, 1000, 100);
       const plans = planSessions(400, SEED, 120_000, 1000);
       const reports: TargetReport[] = [];
@@ -400,23 +395,13 @@ Deno.test({
     }),
 });
 
-/** JavaScript memory after a full collection (the test task runs with --expose-gc). */
-function liveMemoryKiB(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) throw new Error("run with --v8-flags=--expose-gc (deno task test does)");
-  gc();
-  gc();
-  const usage = Deno.memoryUsage();
-  return (usage.heapUsed + usage.external) >> 10;
-}
-
 Deno.test({
   name:
     "isolation: after 300 more sessions, the proxy holds no more memory or files than after the first 150",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withCerts(async (certs, ca) => {
+    withTestCerts(async (certs, ca) => {
       // The proxy runs in this process, so a full collection can be forced and live memory read exactly (a
       // child's RSS keeps what V8 and the allocator grew to, whether or not anything is still in use).
       const rounds = [
@@ -476,7 +461,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withCerts(async (certs, ca) => {
+    withTestCerts(async (certs, ca) => {
       const plans = planSessions(80, SEED + 1, 40_000).map((plan) => ({
         ...plan,
         ending: plan.ending === "client-drop" ? "client-close" as const : plan.ending,
