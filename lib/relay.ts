@@ -39,6 +39,33 @@ const TARGET_STALL_MS = 500;
 const READ_AHEAD_LIMIT = 1024 * 1024;
 const READ_AHEAD_CHUNK = 64 * 1024;
 
+/**
+ * Stuck target writes are found by one timer for the whole process, which runs while sessions exist and looks
+ * only at relays with a write pending: a timer per write would cost every message.
+ */
+const relays = new Set<Relay>();
+const writesInProgress = new Set<Relay>();
+let stallTimer: ReturnType<typeof setInterval> | undefined;
+
+function watchStalls(relay: Relay): void {
+  relays.add(relay);
+  if (stallTimer !== undefined) return;
+  stallTimer = setInterval(() => {
+    const now = performance.now();
+    for (const pending of writesInProgress) pending.checkTargetWrite(now);
+  }, TARGET_STALL_MS / 2);
+  Deno.unrefTimer(stallTimer);
+}
+
+function unwatchStalls(relay: Relay): void {
+  relays.delete(relay);
+  writesInProgress.delete(relay);
+  if (relays.size === 0 && stallTimer !== undefined) {
+    clearInterval(stallTimer);
+    stallTimer = undefined;
+  }
+}
+
 /** Client input read while the target was not taking any: its chunks, in order, and whether the client left. */
 interface ReadAhead {
   chunks: Uint8Array[];
@@ -115,6 +142,8 @@ export class Relay {
   #bytesToClient = 0;
   /** Client bytes read while a target write was stuck; the client pump takes them next. */
   #readAhead: ReadAhead | undefined;
+  /** When the pending target write began (undefined: none pending). */
+  #targetWriteSince: number | undefined;
   #targetWriteStuck = false;
   /** The client broke the protocol; its next bytes end the session. */
   #protocolFailed = false;
@@ -130,6 +159,7 @@ export class Relay {
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
   async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
+    watchStalls(this);
     if (this.#heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     const targetPump = this.#pumpTarget();
     await this.#pumpClient(initial);
@@ -144,6 +174,7 @@ export class Relay {
     closeQuietly(this.#target);
     clearTimeout(this.#deadline);
     clearInterval(this.#heartbeat);
+    unwatchStalls(this);
     return {
       bytesFromClient: this.#bytesFromClient,
       bytesToClient: this.#bytesToClient,
@@ -253,6 +284,14 @@ export class Relay {
     })();
   }
 
+  /** Called by the stall watch: a target write pending for TARGET_STALL_MS makes the relay watch the client. */
+  checkTargetWrite(now: number): void {
+    if (this.#targetWriteSince === undefined || this.#targetWriteStuck) return;
+    if (now - this.#targetWriteSince < TARGET_STALL_MS) return;
+    this.#targetWriteStuck = true;
+    this.#watchClient();
+  }
+
   /** The client dropped while the target was not reading: nothing is owed to it past the closing wait. */
   #clientGone(): void {
     if (!this.#closeSent && !this.#closeReceived) {
@@ -337,10 +376,8 @@ export class Relay {
 
   async #writeToTarget(bytes: Uint8Array): Promise<void> {
     if (!this.#targetWritable || bytes.length === 0) return;
-    const stalled = setTimeout(() => {
-      this.#targetWriteStuck = true;
-      this.#watchClient();
-    }, TARGET_STALL_MS);
+    this.#targetWriteSince = performance.now();
+    writesInProgress.add(this);
     try {
       await writeAll(this.#target, bytes);
       this.#bytesFromClient += bytes.length;
@@ -350,7 +387,8 @@ export class Relay {
       this.#targetWritable = false;
       this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
     } finally {
-      clearTimeout(stalled);
+      writesInProgress.delete(this);
+      this.#targetWriteSince = undefined;
       this.#targetWriteStuck = false;
     }
   }
