@@ -6,6 +6,7 @@
  */
 
 import type { ByteStream } from "./io.ts";
+import { escapeControls } from "./log.ts";
 
 /** A parsed request head. Header names are lower-cased; repeated headers are joined with ", ". */
 export interface HttpRequest {
@@ -140,18 +141,22 @@ export const SERVER_NAME = `WebSockify Deno/${Deno.version.deno}`;
 
 const encoder = new TextEncoder();
 
-/** Encodes a response head (and body). Reason phrases and header values must not contain CR or LF. */
+/**
+ * Encodes a response head (and body). Reason phrases and header values may quote the client's bytes, so control
+ * characters in them are written as escapes (`\x1b`, `\r`): RFC 9112 allows none there, and CR/LF would split the
+ * head.
+ */
 export function formatResponse(
   status: number,
   reason: string,
   headers: [string, string][],
   body?: Uint8Array,
 ): Uint8Array {
-  const safeReason = reason.replace(/[\r\n]/g, " ");
+  const safeReason = escapeControls(reason);
   let text = `HTTP/1.1 ${status} ${safeReason}\r\nServer: ${SERVER_NAME}\r\nDate: ${
     new Date().toUTCString()
   }\r\n`;
-  for (const [name, value] of headers) text += `${name}: ${value.replace(/[\r\n]/g, " ")}\r\n`;
+  for (const [name, value] of headers) text += `${name}: ${escapeControls(value)}\r\n`;
   text += "\r\n";
   const head = encoder.encode(text);
   if (!body || body.length === 0) return head;

@@ -29,9 +29,9 @@
 //   RSS_MARGIN_KIB).
 // The model accepts what RFC 6455 leaves open: any of the codes when a frame breaks several rules, 1002 or the echo
 // for close codes 1012-1014, 1002 or 1007 for a close reason that is not UTF-8; like lib/, it does not require the
-// minimal length encoding. The two tests at the end show defects the fuzzer found (marked DEFECT; they fail until
-// lib/ is fixed). It also catches issue 8's cross-session leak (lib/io.ts pool, lib/relay.ts): before that fix about
-// 2 runs in 5 fail with another session's bytes in an echo, e.g. FUZZ_SEED=2, 12, 31 or 34.
+// minimal length encoding. The two tests at the end are regression tests for defects the fuzzer found. It also
+// caught issue 8's cross-session leak (lib/io.ts pool, lib/relay.ts): before that fix about 2 runs in 5 failed with
+// another session's bytes in an echo, e.g. FUZZ_SEED=2, 12, 31 or 34.
 import assert from "node:assert/strict";
 import WebSocketNode from "ws";
 import { encodeClosePayload, encodeFrame, Opcode } from "../lib/websocket/frames.ts";
@@ -1034,13 +1034,6 @@ function randomHttpCase(rng: Rng): HttpCase {
   return { name, bytes, fin, allowed: genericAllowed(bytes, fin), splits };
 }
 
-/**
- * Known defect, shown by its own test below ("an error's status line and log line never carry a control byte ..."):
- * reason phrases quote the client's bytes with control bytes left in. Tolerated here so that the fuzzer reports
- * anything else; set to false once lib/ escapes them.
- */
-const KNOWN_REASON_DEFECT = true;
-
 /** Sends a head and returns the answer's kind: a status code, "silent" or "policy". */
 async function runHttpCase(port: number, c: HttpCase): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -1102,9 +1095,7 @@ async function runHttpCase(port: number, c: HttpCase): Promise<string> {
       );
     }
     // RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). The proxy puts client bytes in it.
-    const bad = KNOWN_REASON_DEFECT
-      ? -1
-      : line.findIndex((b) => (b < 0x20 && b !== 0x09) || b === 0x7f);
+    const bad = line.findIndex((b) => (b < 0x20 && b !== 0x09) || b === 0x7f);
     if (bad >= 0) {
       throw new Error(
         `control byte 0x${line[bad].toString(16)} in the status line: ${hex(line, 300)}`,
@@ -1474,14 +1465,10 @@ Deno.test("fuzz: random and mutated frames and HTTP heads; the proxy stays up, a
   }
 });
 
-// DEFECT in lib/relay.ts, found by the fuzzer above; this test fails until it is fixed. After a protocol error the
-// relay sends its close frame and keeps reading, but its Receiver has failed and ignores every later byte, so the
-// client's close reply is never recognised: the connection stays open until the client closes TCP itself or the 3 s
-// close timeout cuts it. RFC 6455 §7.1.7 says to close the connection after failing it (and never to process the
-// peer's data again, close reply included), §7.1.1 that the server closes TCP first; Python websockify closes at
-// once. A client that answers the close and waits for the server's TCP close, as §7.1.1 asks (browsers do; npm ws
-// does not, it half-closes), learns that its connection closed 3 s late. A close the server sends for any other
-// reason (target EOF, shutdown) ends promptly, because the Receiver still decodes the reply.
+// Found by the fuzzer: after a protocol error the relay's Receiver has failed and ignores every later byte, so the
+// client's close reply went unrecognised and the connection stayed open until the 3 s close timeout. RFC 6455
+// §7.1.7 says to close the connection after failing it, §7.1.1 that the server closes TCP first; Python websockify
+// closes at once.
 Deno.test("after a protocol error the server closes TCP at once, even though it ignores the client's close reply", async () => {
   const target = echoTarget();
   const proxy = await startProxy([`127.0.0.1:${target.port}`]);
@@ -1520,16 +1507,9 @@ Deno.test("after a protocol error the server closes TCP at once, even though it 
   }
 });
 
-// DEFECT in lib/http.ts and lib/websocket/handshake.ts, found by the fuzzer above; this test fails until it is
-// fixed. Error reason phrases quote the client's bytes: a 400 quotes the request line or a header line with
-// JSON.stringify (which escapes C0 controls but not DEL, 0x7f), and a 426 quotes the Sec-WebSocket-Version value
-// raw (`Unsupported protocol version ${version.slice(0, 20)}`, any control byte but CR and LF). formatResponse
-// removes only CR and LF, so the status line can carry DEL, ESC, NUL...: `HTTP/1.1 426 Unsupported protocol version
-// <1b>[31m13`. RFC 9112 §4 allows only HTAB, SP, VCHAR and obs-text in a reason phrase. The same message goes
-// unescaped into the log line ("code 426, message ..."), so a client can write terminal escape sequences into the
-// proxy's stderr or log file. (Python's http.server escapes control characters in its log lines since 3.11/3.12.)
-// Also unlike Python, the phrase is sent as UTF-8 of the latin-1 text (a request byte 0xba comes back as c2 ba):
-// still valid obs-text, not checked here.
+// Found by the fuzzer: error reason phrases quote the client's bytes (a 400 the request line or a header line, a 426
+// the Sec-WebSocket-Version value), and control bytes reached the status line (RFC 9112 §4 allows only HTAB, SP,
+// VCHAR and obs-text there) and the log line (terminal escapes in stderr or the log file). Both now escape them.
 Deno.test("an error's status line and log line never carry a control byte from the request", async () => {
   const target = echoTarget();
   const proxy = await startProxy([`127.0.0.1:${target.port}`]);
