@@ -9,14 +9,16 @@
  * @module
  */
 
-import { helpText, parseCommandLine, type Settings, USAGE, UsageError } from "./lib/cli.ts";
+import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
 import { type Acceptor, openListener } from "./lib/listen.ts";
-import { formatHostPort, Logger } from "./lib/log.ts";
+import { formatHostPort } from "./lib/hostport.ts";
+import { Logger } from "./lib/log.ts";
 import { FACILITY, FileSink, SyslogSink } from "./lib/logsinks.ts";
-import { loadPlugins } from "./lib/plugins.ts";
-import { checkSettings, DEFAULT_TIMEOUTS, ProxyServer, type ServerPlugins } from "./lib/server.ts";
-import { checkStartup, fsReason } from "./lib/startup.ts";
+import { loadPlugins, type ServerPlugins } from "./lib/plugins.ts";
+import { DEFAULT_TIMEOUTS, ProxyServer } from "./lib/server.ts";
+import type { Settings } from "./lib/settings.ts";
+import { checkStartup, fsReason, resolveSettings, type StartupProblem } from "./lib/startup.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -37,20 +39,18 @@ async function main(argv: string[]): Promise<number> {
     console.log(helpText());
     return 0;
   }
-  const { settings } = command;
   const log = new Logger();
-  log.verbose = settings.verbose;
+  log.verbose = command.settings.verbose;
   const inDaemon = Deno.env.get(DAEMON_ENV) !== undefined;
 
   // What can be checked before listening is checked now, with a clear message.
-  if (!inDaemon) { for (const note of settings.notes) log.warning(`note: ${note}`); }
+  if (!inDaemon) { for (const note of command.settings.notes) log.warning(`note: ${note}`); }
+  const resolved = await resolveSettings(command.settings);
+  if ("problem" in resolved) return startupFailure(resolved.problem);
+  const { settings } = resolved;
   // Every path and address is tried too, before -D detaches: a mistake stops the start, naming the option.
-  const problem = (await checkSettings(settings)) ?? (await checkStartup(settings));
-  if (problem) {
-    reportDaemonStatus(`error: ${problem.message}`);
-    console.error(`${PROGRAM}: error: ${problem.message}`);
-    return problem.exitCode;
-  }
+  const problem = await checkStartup(settings);
+  if (problem) return startupFailure(problem);
   let plugins: ServerPlugins;
   try {
     plugins = await loadPlugins(settings, (message) => log.warning(message));
@@ -69,6 +69,13 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await closeSinks();
   }
+}
+
+/** Reports why the start failed (to stderr, and to a -D launcher); returns the exit code. */
+function startupFailure(problem: StartupProblem): number {
+  reportDaemonStatus(`error: ${problem.message}`);
+  console.error(`${PROGRAM}: error: ${problem.message}`);
+  return problem.exitCode;
 }
 
 /** --log-file and --syslog, besides stderr. Returns their closer, or undefined after logging why it failed. */
@@ -137,14 +144,17 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     return 1;
   }
 
-  // Wrap mode: the program's bind() to our port is moved to a free loopback port, where sessions go.
+  // Wrap mode: the program's bind() to our port is moved to a free loopback port, where sessions go (the
+  // settings the server runs with name that port).
   let wrapped: WrappedProgram | undefined;
   let library: Awaited<ReturnType<typeof preparePreloadLibrary>> | undefined;
+  let running = settings;
   const { target, listen } = settings;
   if (target.kind === "command" && listen.kind === "tcp") {
+    let port: number;
     try {
       library = await preparePreloadLibrary();
-      target.port = chooseFreePort();
+      port = chooseFreePort();
     } catch (error) {
       listener.close();
       await library?.dispose();
@@ -152,11 +162,12 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
       log.error(describeError(error));
       return 1;
     }
+    running = { ...settings, target: { ...target, port } };
     wrapped = new WrappedProgram({
       command: target.command,
       mode: settings.wrapMode,
       oldPort: listen.port,
-      newPort: target.port,
+      newPort: port,
       library: library.path,
       log,
     });
@@ -186,7 +197,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
   }
 
   let stopRequested = false;
-  const server = new ProxyServer(settings, listener, log, DEFAULT_TIMEOUTS, plugins);
+  const server = new ProxyServer(running, listener, log, DEFAULT_TIMEOUTS, plugins);
   server.logBanner();
   let exitCode = 0;
   if (wrapped) {

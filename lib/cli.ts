@@ -1,101 +1,33 @@
 /**
  * websockify's command line: every option of the Python implementation (reference §1.2), parsed with optparse's
- * habits into a typed, validated `Settings`. Usage errors are `UsageError`s (the caller prints usage, exits 2).
+ * habits into a typed, validated `Settings` (the domain model, settings.ts). This module owns the options table,
+ * --help and the checks of what the options say together; usage errors are `UsageError`s (the caller prints
+ * usage, exits 2).
+ *
+ *     const command = parseCommandLine(["6080", "localhost:5900"]);
+ *     if (command.kind === "run") console.log(command.settings.target); // { kind: "tcp", hostname: ..., port: 5900 }
  *
  * @module
  */
 
 import { resolve } from "node:path";
-import { type OptionSpec, parseArgs, UsageError } from "./optparse.ts";
-import { unknownPlugin } from "./plugins.ts";
+import { parsePort, splitHostPort } from "./hostport.ts";
+import { type OptionSpec, parseArgs, type ParsedArgs, UsageError } from "./optparse.ts";
+import {
+  AUTH_PLUGINS,
+  type AuthSettings,
+  type ListenSpec,
+  type ServerTls,
+  type Settings,
+  type TargetSpec,
+  TOKEN_PLUGINS,
+  type TokenPluginName,
+  type WebSettings,
+  WRAP_MODES,
+  type WrapMode,
+} from "./settings.ts";
 
 export { UsageError };
-
-/** Where the proxy listens. `hostname` "" means every interface, IPv4 and IPv6. */
-export type ListenSpec =
-  | { kind: "tcp"; hostname: string; port: number }
-  | { kind: "unix"; path: string; mode: number }
-  | { kind: "inetd" };
-
-/**
- * Where a session's bytes go. `command` is a wrapped program: its port is chosen at start (0 until then).
- */
-export type TargetSpec =
-  | { kind: "tcp"; hostname: string; port: number; tls?: TargetTls }
-  | { kind: "unix"; path: string }
-  | { kind: "command"; command: string[]; port: number }
-  /** Chosen per connection by a token plugin. */
-  | {
-    kind: "token";
-    plugin: string;
-    source: string;
-    hostToken: boolean;
-    /** The option that named `source`, for messages: `--token-source` unless `--target-config`. */
-    sourceOption?: string;
-  };
-
-export type WrapMode = "exit" | "ignore" | "respawn";
-
-/** TLS toward the target (`--ssl-target`): verified against the system CAs plus `cafile`, with SNI. */
-export interface TargetTls {
-  cafile?: string;
-}
-
-/** The listening side's TLS (wss:// on the same port). */
-export interface ServerTls {
-  /** Certificate chain (PEM; may also hold the key), absolute. TLS is offered when this file exists. */
-  cert: string;
-  /** `--cert` was given (else `cert` is the default `self.pem`). */
-  certGiven: boolean;
-  /** Private key (PEM), if not in the certificate file. */
-  key?: string;
-  keyPassword?: string;
-  /** Minimum protocol version; undefined: the stack's default (TLS 1.2; 1.0 and 1.1 do not exist there). */
-  minVersion?: "TLSv1.2" | "TLSv1.3";
-  /** Require a client certificate issued by a CA of `cafile`. */
-  verifyClient: boolean;
-  /** CA bundle (PEM) for client certificates; default: the system bundle. */
-  cafile?: string;
-  /** Refuse plain connections. */
-  only: boolean;
-}
-
-/** `--web DIR`. */
-export interface WebSettings {
-  root: string;
-  fileOnly: boolean;
-}
-
-/** Everything the command line decides. */
-export interface Settings {
-  listen: ListenSpec;
-  /** Where every session goes. */
-  target: TargetSpec;
-  /** What to do when a wrapped program exits (wrap mode only). */
-  wrapMode: WrapMode;
-  tls: ServerTls;
-  web: WebSettings | undefined;
-  /** `--auth-plugin` and its source; `webAuth` applies it to static files too. */
-  auth: { plugin: string; source: string | undefined } | undefined;
-  webAuth: boolean;
-  /** Startup notes about values the TLS stack honours only in part. */
-  notes: string[];
-  /** `--record`: absolute base name of the session files (`<base>.<n>`). */
-  record: string | undefined;
-  traffic: boolean;
-  daemon: boolean;
-  pidFile: string | undefined;
-  runOnce: boolean;
-  /** Seconds; 0 = off. */
-  timeout: number;
-  idleTimeout: number;
-  heartbeat: number;
-  logFile: string | undefined;
-  syslog: string | undefined;
-  legacySyslog: boolean;
-  verbose: boolean;
-  preferIpv6: boolean;
-}
 
 interface OptionDef extends OptionSpec {
   metavar?: string;
@@ -283,9 +215,7 @@ export const OPTIONS: OptionDef[] = [
     long: "token-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help:
-      "choose the target per connection from a token: TokenFile, ReadOnlyTokenFile, TokenFileName, " +
-      "UnixDomainSocketDirectory",
+    help: `choose the target per connection from a token: ${TOKEN_PLUGINS.join(", ")}`,
   },
   {
     long: "token-source",
@@ -302,7 +232,7 @@ export const OPTIONS: OptionDef[] = [
     long: "auth-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help: "authenticate connections: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth",
+    help: `authenticate connections: ${AUTH_PLUGINS.join(", ")}`,
   },
   {
     long: "auth-source",
@@ -368,224 +298,312 @@ export function helpText(): string {
 /** The outcome of a command line: run with settings, or print help. */
 export type Command = { kind: "run"; settings: Settings } | { kind: "help" };
 
-/** Parses and validates `argv`. Throws UsageError with a one-line reason. */
+/**
+ * Parses and validates `argv`, paths resolved against `cwd`. Throws UsageError with a one-line reason; where
+ * several things are wrong, the first found in the order below is the one reported.
+ */
 export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
   const parsed = parseArgs(argv, OPTIONS);
   if (parsed.flags.has("help")) return { kind: "help" };
-  const value = (name: string) => parsed.values.get(name)?.at(-1);
+  const given = new GivenOptions(parsed, cwd);
+  const { tls, notes } = parseServerTls(given);
+  const web = parseWeb(given);
+  const wrapMode = parseWrapMode(given);
+  const listen = parseListenArguments(given);
+  const tokenPlugin = parseTokenPlugin(given);
+  const auth = parseAuth(given, web);
+  const target = parseTargetArguments(given, listen, tokenPlugin);
+  if (given.positionals.length > 0) throw new UsageError("Too many arguments");
+  if (given.flag("legacy-syslog") && given.value("syslog") === undefined) {
+    throw new UsageError("--legacy-syslog requires --syslog");
+  }
+  return {
+    kind: "run",
+    settings: {
+      listen,
+      target: withTargetTls(given, target),
+      wrapMode,
+      tls,
+      web,
+      auth,
+      webAuth: given.flag("web-auth"),
+      notes,
+      record: given.path("record"),
+      traffic: given.flag("traffic"),
+      daemon: given.flag("daemon"),
+      pidFile: given.path("pid-file"),
+      runOnce: given.flag("run-once"),
+      timeout: given.seconds("timeout"),
+      idleTimeout: given.seconds("idle-timeout"),
+      heartbeat: given.seconds("heartbeat"),
+      logFile: given.path("log-file"),
+      syslog: given.value("syslog"),
+      legacySyslog: given.flag("legacy-syslog"),
+      verbose: given.flag("verbose"),
+    },
+  };
+}
 
-  if (value("ssl-ciphers") !== undefined) {
+/** What the command line gave, read by option name; the parsers take positionals from the front. */
+class GivenOptions {
+  readonly #parsed: ParsedArgs;
+  /** Start directory: relative paths are resolved against it. */
+  readonly cwd: string;
+  /** The positionals not taken yet. */
+  readonly positionals: string[];
+  /** The arguments after `--` (wrap mode), or undefined. */
+  readonly afterTerminator: string[] | undefined;
+
+  constructor(parsed: ParsedArgs, cwd: string) {
+    this.#parsed = parsed;
+    this.cwd = cwd;
+    this.positionals = [...parsed.positionals];
+    this.afterTerminator = parsed.afterTerminator;
+  }
+
+  /** The option's value (the last one given), or undefined. */
+  value(name: string): string | undefined {
+    return this.#parsed.values.get(name)?.at(-1);
+  }
+
+  flag(name: string): boolean {
+    return this.#parsed.flags.has(name);
+  }
+
+  /** The option's value as an absolute path, or undefined. */
+  path(name: string): string | undefined {
+    const text = this.value(name);
+    return text === undefined ? undefined : resolve(this.cwd, text);
+  }
+
+  /** A whole number of seconds. @default 0 */
+  seconds(name: string): number {
+    const text = this.value(name) ?? "0";
+    if (!/^\d+$/.test(text)) {
+      throw new UsageError(`option --${name}: invalid integer value: '${text}'`);
+    }
+    return Number(text);
+  }
+}
+
+/** Whether `text` is one of `choices` (and so of their type). */
+function isOneOf<T extends string>(choices: readonly T[], text: string): text is T {
+  return choices.some((choice) => choice === text);
+}
+
+/** optparse's message for a value outside an option's choices. */
+function invalidChoice(option: string, text: string, choices: readonly string[]): UsageError {
+  return new UsageError(
+    `option --${option}: invalid choice: '${text}' (choose from ${
+      choices.map((c) => `'${c}'`).join(", ")
+    })`,
+  );
+}
+
+/** `--ssl-version` choices and the minimum version each sets (1.0 and 1.1 do not exist in the TLS stack). */
+const MIN_VERSIONS = new Map<string, ServerTls["minVersion"]>([
+  ["default", undefined],
+  ["tlsv1_1", undefined],
+  ["tlsv1_2", "TLSv1.2"],
+  ["tlsv1_3", "TLSv1.3"],
+]);
+
+/** The listening side's TLS, and notes about what the TLS stack honours only in part. */
+function parseServerTls(given: GivenOptions): { tls: ServerTls; notes: string[] } {
+  if (given.value("ssl-ciphers") !== undefined) {
     throw new UsageError(
       "--ssl-ciphers: Deno's TLS stack (rustls) cannot restrict cipher suites; it offers only TLS 1.2/1.3 " +
         "AEAD suites with forward secrecy",
     );
   }
-  const notes: string[] = [];
-  const sslVersion = value("ssl-version") ?? "default";
-  const minVersions: Record<string, ServerTls["minVersion"]> = {
-    default: undefined,
-    tlsv1_1: undefined,
-    tlsv1_2: "TLSv1.2",
-    tlsv1_3: "TLSv1.3",
-  };
-  if (!(sslVersion in minVersions)) {
-    throw new UsageError(
-      `option --ssl-version: invalid choice: '${sslVersion}' (choose from 'default', 'tlsv1_1', 'tlsv1_2', 'tlsv1_3')`,
-    );
+  const sslVersion = given.value("ssl-version") ?? "default";
+  if (!MIN_VERSIONS.has(sslVersion)) {
+    throw invalidChoice("ssl-version", sslVersion, [...MIN_VERSIONS.keys()]);
   }
-  if (sslVersion === "tlsv1_1") {
-    notes.push(
+  const notes = sslVersion === "tlsv1_1"
+    ? [
       "--ssl-version tlsv1_1: TLS 1.0 and 1.1 are not offered by this TLS stack; TLS 1.2 is the minimum",
-    );
-  }
-  const passwordFile = value("key-password-file");
-  let keyPassword = value("key-password");
-  if (keyPassword === undefined && passwordFile !== undefined) {
+    ]
+    : [];
+  const tls: ServerTls = {
+    cert: given.path("cert") ?? resolve(given.cwd, "self.pem"),
+    certGiven: given.value("cert") !== undefined,
+    key: given.path("key"),
+    keyPassword: readKeyPassword(given),
+    minVersion: MIN_VERSIONS.get(sslVersion),
+    verifyClient: given.flag("verify-client"),
+    cafile: given.path("cafile"),
+    only: given.flag("ssl-only"),
+  };
+  return { tls, notes };
+}
+
+/** `--key-password`, else the first line of `--key-password-file`, else `$WEBSOCKIFY_KEY_PASSWORD`. */
+function readKeyPassword(given: GivenOptions): string | undefined {
+  const password = given.value("key-password");
+  if (password !== undefined) return password;
+  const file = given.value("key-password-file");
+  if (file !== undefined) {
     try {
-      keyPassword = Deno.readTextFileSync(resolve(cwd, passwordFile)).split(/\r?\n/)[0];
+      return Deno.readTextFileSync(resolve(given.cwd, file)).split(/\r?\n/)[0];
     } catch (error) {
       throw new UsageError(
-        `--key-password-file: cannot read '${passwordFile}': ${(error as Error).message}`,
+        `--key-password-file: cannot read '${file}': ${(error as Error).message}`,
       );
     }
   }
-  keyPassword ??= Deno.env.get("WEBSOCKIFY_KEY_PASSWORD");
-  const path = (name: string) => {
-    const text = value(name);
-    return text === undefined ? undefined : resolve(cwd, text);
-  };
-  const tls: ServerTls = {
-    cert: path("cert") ?? resolve(cwd, "self.pem"),
-    certGiven: value("cert") !== undefined,
-    key: path("key"),
-    keyPassword,
-    minVersion: minVersions[sslVersion],
-    verifyClient: parsed.flags.has("verify-client"),
-    cafile: path("cafile"),
-    only: parsed.flags.has("ssl-only"),
-  };
-  const webRoot = path("web");
-  const web = webRoot === undefined
-    ? undefined
-    : { root: webRoot, fileOnly: parsed.flags.has("file-only") };
+  return Deno.env.get("WEBSOCKIFY_KEY_PASSWORD");
+}
 
-  const wrapMode = value("wrap-mode") ?? "exit";
-  if (!["exit", "ignore", "respawn"].includes(wrapMode)) {
-    throw new UsageError(
-      `option --wrap-mode: invalid choice: '${wrapMode}' (choose from 'exit', 'ignore', 'respawn')`,
-    );
-  }
+function parseWeb(given: GivenOptions): WebSettings | undefined {
+  const root = given.path("web");
+  return root === undefined ? undefined : { root, fileOnly: given.flag("file-only") };
+}
 
-  const positionals = [...parsed.positionals];
-  const unixListen = value("unix-listen");
-  let listen: ListenSpec;
-  if (parsed.flags.has("inetd")) {
+function parseWrapMode(given: GivenOptions): WrapMode {
+  const mode = given.value("wrap-mode") ?? "exit";
+  if (!isOneOf(WRAP_MODES, mode)) throw invalidChoice("wrap-mode", mode, WRAP_MODES);
+  return mode;
+}
+
+/** `--inetd`, `--unix-listen`, or the first positional. */
+function parseListenArguments(given: GivenOptions): ListenSpec {
+  const unixListen = given.path("unix-listen");
+  if (given.flag("inetd")) {
     if (unixListen !== undefined) {
       throw new UsageError("--inetd and --unix-listen cannot be used together");
     }
-    listen = { kind: "inetd" };
-  } else if (unixListen !== undefined) {
-    listen = {
-      kind: "unix",
-      path: resolve(cwd, unixListen),
-      mode: parseMode(value("unix-listen-mode")),
-    };
-  } else {
-    const source = positionals.shift();
-    if (source === undefined) throw new UsageError("Too few arguments");
-    listen = parseListen(source);
+    return { kind: "inetd" };
   }
+  if (unixListen !== undefined) {
+    return { kind: "unix", path: unixListen, mode: parseMode(given.value("unix-listen-mode")) };
+  }
+  const source = given.positionals.shift();
+  if (source === undefined) throw new UsageError("Too few arguments");
+  return parseListen(source);
+}
 
-  const unixTarget = value("unix-target");
-  const targetConfig = path("target-config");
-  const tokenPlugin = targetConfig !== undefined ? "TokenFile" : value("token-plugin");
-  const tokenProblem = tokenPlugin === undefined ? undefined : unknownPlugin("token", tokenPlugin);
-  if (tokenProblem) throw new UsageError(tokenProblem);
+/** Why a plugin name cannot be used: only the built-in plugins exist. */
+function unknownPlugin(
+  kind: "token" | "auth",
+  name: string,
+  builtIn: readonly string[],
+): UsageError {
+  return new UsageError(
+    `--${kind}-plugin ${name}: not available (built in: ${
+      builtIn.join(", ")
+    }; Python class paths ` +
+      "cannot be loaded)",
+  );
+}
+
+/** `--token-plugin` (or `--target-config`, which means TokenFile); the token options need it. */
+function parseTokenPlugin(given: GivenOptions): TokenPluginName | undefined {
+  const plugin = given.value("target-config") !== undefined
+    ? "TokenFile"
+    : given.value("token-plugin");
+  if (plugin !== undefined && !isOneOf(TOKEN_PLUGINS, plugin)) {
+    throw unknownPlugin("token", plugin, TOKEN_PLUGINS);
+  }
   if (
-    tokenPlugin === undefined &&
-    (value("token-source") !== undefined || parsed.flags.has("host-token"))
+    plugin === undefined && (given.value("token-source") !== undefined || given.flag("host-token"))
   ) {
     throw new UsageError("--token-source and --host-token require --token-plugin");
   }
-  const authPlugin = value("auth-plugin");
-  const authProblem = authPlugin === undefined ? undefined : unknownPlugin("auth", authPlugin);
-  if (authProblem) throw new UsageError(authProblem);
-  if (authPlugin === undefined && value("auth-source") !== undefined) {
+  return plugin;
+}
+
+/** `--auth-plugin`, `--auth-source`, and `--web-auth` (which needs both a plugin and `--web`). */
+function parseAuth(given: GivenOptions, web: WebSettings | undefined): AuthSettings | undefined {
+  const plugin = given.value("auth-plugin");
+  if (plugin !== undefined && !isOneOf(AUTH_PLUGINS, plugin)) {
+    throw unknownPlugin("auth", plugin, AUTH_PLUGINS);
+  }
+  if (plugin === undefined && given.value("auth-source") !== undefined) {
     throw new UsageError("--auth-source requires --auth-plugin");
   }
-  if (parsed.flags.has("web-auth") && (authPlugin === undefined || webRoot === undefined)) {
+  if (given.flag("web-auth") && (plugin === undefined || web === undefined)) {
     throw new UsageError("--web-auth requires --auth-plugin and --web");
   }
-  let target: TargetSpec;
-  if (tokenPlugin !== undefined) {
-    const source = targetConfig ?? value("token-source");
-    if (source === undefined) {
-      throw new UsageError(`--token-plugin ${tokenPlugin} needs --token-source`);
-    }
-    // Every built-in source is a path: made absolute (Python leaves it relative, #213).
-    target = {
-      kind: "token",
-      plugin: tokenPlugin,
-      source: resolve(cwd, source),
-      hostToken: parsed.flags.has("host-token"),
-      ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
-    };
-  } else if (parsed.afterTerminator !== undefined) {
-    // Wrap mode: as in Python, every positional after the listen address belongs to the command too.
-    const command = [...positionals.splice(0), ...parsed.afterTerminator];
-    if (command.length === 0) throw new UsageError("no command to wrap after --");
-    if (listen.kind !== "tcp" || listen.port === 0) {
-      throw new UsageError("wrap mode needs a TCP listen port (the port the program binds)");
-    }
-    if (unixTarget !== undefined) {
-      throw new UsageError("--unix-target cannot be used with a wrapped command");
-    }
-    target = { kind: "command", command, port: 0 };
-  } else if (unixTarget !== undefined) {
-    target = { kind: "unix", path: resolve(cwd, unixTarget) };
-  } else {
-    const spec = positionals.shift();
-    if (spec === undefined) throw new UsageError("Too few arguments");
-    target = parseTarget(spec);
-  }
-  if (positionals.length > 0) throw new UsageError("Too many arguments");
-  if (parsed.flags.has("legacy-syslog") && value("syslog") === undefined) {
-    throw new UsageError("--legacy-syslog requires --syslog");
-  }
-  const seconds = (name: string) => {
-    const text = value(name) ?? "0";
-    if (!/^\d+$/.test(text)) {
-      throw new UsageError(`option --${name}: invalid integer value: '${text}'`);
-    }
-    return Number(text);
+  return plugin === undefined ? undefined : { plugin, source: given.value("auth-source") };
+}
+
+/** A token plugin, a wrapped command (after `--`), `--unix-target`, or the next positional. */
+function parseTargetArguments(
+  given: GivenOptions,
+  listen: ListenSpec,
+  tokenPlugin: TokenPluginName | undefined,
+): TargetSpec {
+  if (tokenPlugin !== undefined) return tokenTarget(given, tokenPlugin);
+  if (given.afterTerminator !== undefined) return wrapTarget(given, listen, given.afterTerminator);
+  const unixTarget = given.path("unix-target");
+  if (unixTarget !== undefined) return { kind: "unix", path: unixTarget };
+  const spec = given.positionals.shift();
+  if (spec === undefined) throw new UsageError("Too few arguments");
+  return parseTarget(spec);
+}
+
+function tokenTarget(given: GivenOptions, plugin: TokenPluginName): TargetSpec {
+  const targetConfig = given.value("target-config");
+  const source = targetConfig ?? given.value("token-source");
+  if (source === undefined) throw new UsageError(`--token-plugin ${plugin} needs --token-source`);
+  // Every built-in source is a path: made absolute (Python leaves it relative, #213).
+  return {
+    kind: "token",
+    plugin,
+    source: resolve(given.cwd, source),
+    hostToken: given.flag("host-token"),
+    ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
   };
-  if (parsed.flags.has("ssl-target")) {
+}
+
+/** Wrap mode: as in Python, every positional after the listen address belongs to the command too. */
+function wrapTarget(
+  given: GivenOptions,
+  listen: ListenSpec,
+  afterTerminator: string[],
+): TargetSpec {
+  const command = [...given.positionals.splice(0), ...afterTerminator];
+  if (command.length === 0) throw new UsageError("no command to wrap after --");
+  if (listen.kind !== "tcp" || listen.port === 0) {
+    throw new UsageError("wrap mode needs a TCP listen port (the port the program binds)");
+  }
+  if (given.value("unix-target") !== undefined) {
+    throw new UsageError("--unix-target cannot be used with a wrapped command");
+  }
+  return { kind: "command", command, port: 0 };
+}
+
+/** `--ssl-target` (and its `--ssl-target-cafile`) on a TCP target. */
+function withTargetTls(given: GivenOptions, target: TargetSpec): TargetSpec {
+  if (given.flag("ssl-target")) {
     if (target.kind !== "tcp") throw new UsageError("--ssl-target needs a TCP target");
-    target.tls = { cafile: path("ssl-target-cafile") };
-  } else if (value("ssl-target-cafile") !== undefined) {
+    return { ...target, tls: { cafile: given.path("ssl-target-cafile") } };
+  }
+  if (given.value("ssl-target-cafile") !== undefined) {
     throw new UsageError("--ssl-target-cafile goes with --ssl-target");
   }
-
-  return {
-    kind: "run",
-    settings: {
-      listen,
-      target,
-      wrapMode: wrapMode as WrapMode,
-      tls,
-      web,
-      auth: authPlugin === undefined
-        ? undefined
-        : { plugin: authPlugin, source: value("auth-source") },
-      webAuth: parsed.flags.has("web-auth"),
-      notes,
-      record: path("record"),
-      traffic: parsed.flags.has("traffic"),
-      daemon: parsed.flags.has("daemon"),
-      pidFile: path("pid-file"),
-      runOnce: parsed.flags.has("run-once"),
-      timeout: seconds("timeout"),
-      idleTimeout: seconds("idle-timeout"),
-      heartbeat: seconds("heartbeat"),
-      logFile: path("log-file"),
-      syslog: value("syslog"),
-      legacySyslog: parsed.flags.has("legacy-syslog"),
-      verbose: parsed.flags.has("verbose"),
-      preferIpv6: parsed.flags.has("prefer-ipv6"),
-    },
-  };
-}
-
-/** Splits `host:port` at the last colon and strips IPv6 brackets. */
-function splitHostPort(text: string): [string, string] | undefined {
-  const colon = text.lastIndexOf(":");
-  if (colon < 0) return undefined;
-  return [text.slice(0, colon).replace(/^\[/, "").replace(/\]$/, ""), text.slice(colon + 1)];
-}
-
-function parsePort(text: string, allowZero: boolean): number | undefined {
-  if (!/^[0-9]{1,5}$/.test(text)) return undefined;
-  const port = Number(text);
-  return port <= 65535 && (allowZero || port > 0) ? port : undefined;
+  return target;
 }
 
 /** `6080`, `host:6080`, `[::1]:6080` or `::1:6080`. Port 0 picks a free port (the banner shows it). */
-export function parseListen(text: string): ListenSpec {
-  const parts = splitHostPort(text) ?? ["", text];
-  const port = parsePort(parts[1], true);
+function parseListen(text: string): ListenSpec {
+  const parts = splitHostPort(text) ?? { host: "", port: text };
+  const port = parsePort(parts.port, true);
   if (port === undefined) throw new UsageError(`Error parsing listen port: '${text}'`);
-  return { kind: "tcp", hostname: parts[0], port };
+  return { kind: "tcp", hostname: parts.host, port };
 }
 
 /** `host:port`, `[::1]:port` or `::1:port`. */
-export function parseTarget(text: string): TargetSpec {
+function parseTarget(text: string): TargetSpec {
   const parts = splitHostPort(text);
-  if (!parts || parts[0] === "") throw new UsageError(`Error parsing target: '${text}'`);
-  const port = parsePort(parts[1], false);
+  if (!parts || parts.host === "") throw new UsageError(`Error parsing target: '${text}'`);
+  const port = parsePort(parts.port);
   if (port === undefined) throw new UsageError(`Error parsing target port: '${text}'`);
-  return { kind: "tcp", hostname: parts[0], port };
+  return { kind: "tcp", hostname: parts.host, port };
 }
 
+/** An octal file mode, as `--unix-listen-mode` takes it. */
 function parseMode(text = "0600"): number {
   if (!/^[0-7]{1,4}$/.test(text)) {
     throw new UsageError(`Error parsing listen unix socket mode: '${text}'`);

@@ -6,10 +6,10 @@
  */
 
 import net from "node:net";
-import type { ListenSpec } from "./cli.ts";
+import { formatHostPort } from "./hostport.ts";
 import type { ByteStream } from "./io.ts";
-import { formatHostPort } from "./log.ts";
 import { NodeSocketStream } from "./nodesocket.ts";
+import type { ListenSpec } from "./settings.ts";
 
 /** An accepted client connection. `Deno.Conn` is one. */
 export interface ClientConn extends ByteStream {

@@ -109,8 +109,3 @@ export function describeAddress(address: Deno.Addr): string {
   }
   return "unknown";
 }
-
-/** `host:port`, with brackets around IPv6 literals. */
-export function formatHostPort(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-}

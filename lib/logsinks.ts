@@ -6,6 +6,7 @@
 
 import dgram from "node:dgram";
 import dns from "node:dns";
+import { parsePort, splitHostOptionalPort } from "./hostport.ts";
 import { writeAll } from "./io.ts";
 import type { Level, LogSink } from "./log.ts";
 
@@ -79,19 +80,9 @@ export function formatSyslog(
  * with the option's name on a bad port or an empty host.
  */
 export function parseSyslogHost(address: string): { host: string; port: number } {
-  let host = address;
-  let portText: string | undefined;
-  const bracketed = address.match(/^\[([^\]]*)\](?::(.*))?$/);
-  if (bracketed) {
-    [, host, portText] = bracketed;
-  } else if (address.includes(":") && address.indexOf(":") === address.lastIndexOf(":")) {
-    const colon = address.indexOf(":");
-    [host, portText] = [address.slice(0, colon), address.slice(colon + 1)];
-  }
-  const port = portText === undefined ? 514 : Number(portText);
-  if (!/^\d+$/.test(portText ?? "514") || port < 1 || port > 65535) {
-    throw new Error(`--syslog '${address}': bad port`);
-  }
+  const { host, port: portText = "514" } = splitHostOptionalPort(address);
+  const port = parsePort(portText);
+  if (port === undefined) throw new Error(`--syslog '${address}': bad port`);
   if (host === "") throw new Error(`--syslog '${address}': no host`);
   return { host, port };
 }

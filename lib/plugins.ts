@@ -16,26 +16,9 @@
 
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
-import type { TargetSpec } from "./cli.ts";
+import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
-
-export const TOKEN_PLUGINS = [
-  "TokenFile",
-  "ReadOnlyTokenFile",
-  "TokenFileName",
-  "UnixDomainSocketDirectory",
-];
-export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"];
-
-/** Why a plugin name cannot be used (undefined when it can). */
-export function unknownPlugin(kind: "token" | "auth", name: string): string | undefined {
-  const builtIn = kind === "token" ? TOKEN_PLUGINS : AUTH_PLUGINS;
-  if (builtIn.includes(name)) return undefined;
-  return `--${kind}-plugin ${name}: not available (built in: ${
-    builtIn.join(", ")
-  }; Python class paths ` +
-    "cannot be loaded)";
-}
+import type { AuthPluginName, Settings, TargetSpec, TokenPluginName } from "./settings.ts";
 
 /** Finds a session's target from its token; undefined when the token is unknown. */
 export interface TokenPlugin {
@@ -56,12 +39,11 @@ export function parseTokenTarget(text: string): TargetSpec | undefined {
     const path = value.slice("unix_socket:".length).trim();
     return path ? { kind: "unix", path } : undefined;
   }
-  const colon = value.lastIndexOf(":");
-  if (colon <= 0) return undefined;
-  const hostname = value.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  const port = Number(value.slice(colon + 1));
-  if (!hostname || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return { kind: "tcp", hostname, port };
+  const parts = splitHostPort(value);
+  // Blanks between the colon and the port are allowed (`host: 5900`).
+  const port = parts && parsePort(parts.port.trim());
+  if (!parts?.host || port === undefined) return undefined;
+  return { kind: "tcp", hostname: parts.host, port };
 }
 
 /**
@@ -109,15 +91,15 @@ async function readTokens(source: string): Promise<ParsedTokens & { digest: stri
   return { ...parsed, digest: hash.digest("hex") };
 }
 
-/** Builds a token plugin by name. Throws with a clear message for unknown names or bad sources. */
+/**
+ * Builds a token plugin. Throws with a clear message for a source it cannot use. (The command line has checked
+ * the name and that a source was given.)
+ */
 export async function createTokenPlugin(
-  name: string,
-  source: string | undefined,
+  name: TokenPluginName,
+  source: string,
   warn: (message: string) => void,
 ): Promise<TokenPlugin> {
-  const problem = unknownPlugin("token", name);
-  if (problem) throw new Error(problem);
-  if (!source) throw new Error(`--token-plugin ${name} needs --token-source`);
   switch (name) {
     case "TokenFile": {
       // The syntax errors are reported once per version of the source, not on every lookup.
@@ -157,7 +139,7 @@ export async function createTokenPlugin(
         },
       };
     }
-    default: { // UnixDomainSocketDirectory
+    case "UnixDomainSocketDirectory": {
       const root = await Deno.realPath(source);
       return {
         name,
@@ -214,10 +196,11 @@ export interface AuthPlugin {
   authenticate(context: AuthContext): AuthRefusal | undefined;
 }
 
-/** Builds an auth plugin by name. Throws with a clear message for unknown names or bad sources. */
-export function createAuthPlugin(name: string, source: string | undefined): AuthPlugin {
-  const problem = unknownPlugin("auth", name);
-  if (problem) throw new Error(problem);
+/**
+ * Builds an auth plugin. Throws with a clear message when the source is missing or unusable (the command line
+ * has checked the name).
+ */
+export function createAuthPlugin(name: AuthPluginName, source: string | undefined): AuthPlugin {
   if (!source) throw new Error(`--auth-plugin ${name} needs --auth-source`);
   switch (name) {
     case "BasicHTTPAuth": {
@@ -281,7 +264,7 @@ export function createAuthPlugin(name: string, source: string | undefined): Auth
         },
       };
     }
-    default: { // ClientCertCNAuth
+    case "ClientCertCNAuth": {
       const names = source.split(/\s+/).filter((n) => n);
       return {
         name,
@@ -321,14 +304,17 @@ export function sanitizeHeaders(
   return { ...request, headers };
 }
 
+/** The plugins a server runs: a token plugin with a `token` target, an auth plugin with `--auth-plugin`. */
+export interface ServerPlugins {
+  token?: TokenPlugin;
+  auth?: AuthPlugin;
+}
+
 /** The plugins the settings ask for, ready to use; throws with a clear message. */
 export async function loadPlugins(
-  settings: {
-    target: TargetSpec;
-    auth: { plugin: string; source: string | undefined } | undefined;
-  },
+  settings: Pick<Settings, "target" | "auth">,
   warn: (message: string) => void,
-): Promise<{ token?: TokenPlugin; auth?: AuthPlugin }> {
+): Promise<ServerPlugins> {
   const { target, auth } = settings;
   return {
     token: target.kind === "token"

@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { Settings, TargetSpec } from "./cli.ts";
+import type { Settings, TargetSpec } from "./settings.ts";
 import {
   errorResponse,
   formatResponse,
@@ -27,14 +27,14 @@ import { Deadline, DeadlineExpired } from "./deadline.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
-import { type AuthPlugin, requestToken, sanitizeHeaders, type TokenPlugin } from "./plugins.ts";
+import { requestToken, sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import { SessionRecorder } from "./record.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
+import { certificateExists } from "./startup.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
 import {
   acceptTls,
   certificateNotices,
-  checkServerCertificate,
   loadCredentials,
   peerCommonName,
   type TlsStream,
@@ -99,47 +99,8 @@ interface ConnectionContext {
   deadline: Deadline;
 }
 
-/** The plugins a server runs (see plugins.ts). */
-export interface ServerPlugins {
-  token?: TokenPlugin;
-  auth?: AuthPlugin;
-}
-
 /** Methods Python websockify answers with 405 (the rest get 501). */
 const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-
-/**
- * Startup checks that need the file system: a usable certificate (a wrong key password or a key that does not
- * belong to it is found now, not at the first client), `--ssl-only` with a certificate, an existing `--web`
- * directory (resolved to its real path, for confinement). Returns the problem and exit code, or undefined.
- */
-export async function checkSettings(
-  settings: Settings,
-): Promise<{ message: string; exitCode: number } | undefined> {
-  const { tls, web } = settings;
-  if (tls.only && !certificateExists(tls.cert)) {
-    return { message: `--ssl-only and the certificate '${tls.cert}' not found`, exitCode: 2 };
-  }
-  if (certificateExists(tls.cert)) {
-    try {
-      await checkServerCertificate(tls);
-    } catch (error) {
-      return {
-        message: `cannot use the certificate '${tls.cert}': ${describeError(error)}`,
-        exitCode: 1,
-      };
-    }
-  }
-  if (web) {
-    try {
-      web.root = await Deno.realPath(web.root);
-      if (!(await Deno.stat(web.root)).isDirectory) throw new Error("not a directory");
-    } catch (error) {
-      return { message: `--web '${web.root}': ${describeError(error)}`, exitCode: 2 };
-    }
-  }
-  return undefined;
-}
 
 function isOutOfDescriptors(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
@@ -802,15 +763,6 @@ function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-/** Whether the certificate file is there (TLS is offered when it is). */
-export function certificateExists(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 function usingSsl(target: TargetSpec): string {

@@ -1,26 +1,77 @@
 /**
- * Startup checks that need the file system or the network: every path and address the proxy will use later is
- * tried once before it listens (and before `-D` detaches), so a mistake stops it at once with the option and
- * the path in the message, instead of failing on every connection, or never.
+ * Startup: what the command line asked for, resolved and tried before the proxy listens (and before `-D`
+ * detaches), so a mistake stops it at once with the option and the path in the message, instead of failing on
+ * every connection, or never.
  *
- *     const problem = await checkStartup(settings);
- *     if (problem) { console.error(`websockify: error: ${problem.message}`); Deno.exit(problem.exitCode); }
+ *     const resolved = await resolveSettings(command.settings);
+ *     if ("problem" in resolved) { console.error(`websockify: error: ${resolved.problem.message}`); ... }
+ *     const problem = await checkStartup(resolved.settings);
  *
- * The checks only look: they change nothing in the settings, and what they create to try a path (an empty pid
- * file, a probe in the --record directory) they remove.
+ * Resolution returns new settings (the given ones are never changed); the checks only look, and what they create
+ * to try a path (an empty pid file, a probe in the --record directory) they remove.
  *
  * @module
  */
 
 import dns from "node:dns";
 import { dirname } from "node:path";
-import type { Settings } from "./cli.ts";
 import { parseSyslogHost } from "./logsinks.ts";
+import type { Settings } from "./settings.ts";
+import { describeError } from "./targets.ts";
+import { checkServerCertificate } from "./tls.ts";
 
 /** A startup mistake: the message names the option and the path; the exit code is the process's. */
 export interface StartupProblem {
   message: string;
   exitCode: number;
+}
+
+/** What resolution gives: the settings to run with, or the problem that stops the start. */
+export type Resolved = { settings: Settings } | { problem: StartupProblem };
+
+/**
+ * The settings resolved for running, after the checks that need the file system: a usable certificate (a wrong
+ * key password or a key that does not belong to it is found now, not at the first client), `--ssl-only` with a
+ * certificate, an existing `--web` directory. In the result, `web.root` is the directory's real path (for
+ * confinement); `settings` itself is not changed.
+ */
+export async function resolveSettings(settings: Settings): Promise<Resolved> {
+  const { tls, web } = settings;
+  if (tls.only && !certificateExists(tls.cert)) {
+    return {
+      problem: { message: `--ssl-only and the certificate '${tls.cert}' not found`, exitCode: 2 },
+    };
+  }
+  if (certificateExists(tls.cert)) {
+    try {
+      await checkServerCertificate(tls);
+    } catch (error) {
+      return {
+        problem: {
+          message: `cannot use the certificate '${tls.cert}': ${describeError(error)}`,
+          exitCode: 1,
+        },
+      };
+    }
+  }
+  if (!web) return { settings };
+  let root = web.root;
+  try {
+    root = await Deno.realPath(web.root);
+    if (!(await Deno.stat(root)).isDirectory) throw new Error("not a directory");
+  } catch (error) {
+    return { problem: { message: `--web '${root}': ${describeError(error)}`, exitCode: 2 } };
+  }
+  return { settings: { ...settings, web: { ...web, root } } };
+}
+
+/** Whether the certificate file is there (TLS is offered when it is). */
+export function certificateExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** How long `--syslog host` may take to resolve at startup. */

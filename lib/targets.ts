@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { TargetSpec } from "./cli.ts";
-import { formatHostPort } from "./log.ts";
+import { formatHostPort } from "./hostport.ts";
+import type { TargetSpec } from "./settings.ts";
 import { SYSTEM_CA_BUNDLE } from "./tls.ts";
 import { describeCommand } from "./wrap.ts";
 

@@ -25,9 +25,9 @@ import {
 } from "@peculiar/asn1-x509";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
-import type { ServerTls } from "./cli.ts";
-import { NodeSocketStream } from "./nodesocket.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import { NodeSocketStream } from "./nodesocket.ts";
+import type { ServerTls } from "./settings.ts";
 
 /** The TLS side of the settings, as the command line decides it (`--ssl-only` is the server's business). */
 export type TlsOptions = Omit<ServerTls, "only">;

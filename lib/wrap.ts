@@ -8,8 +8,8 @@
  * @module
  */
 
-import type { WrapMode } from "./cli.ts";
 import type { Logger } from "./log.ts";
+import type { WrapMode } from "./settings.ts";
 
 /** Where rebind.so and its source live, relative to this module (also inside a compiled executable). */
 export const REBIND_SO = new URL("../rebind/rebind.so", import.meta.url);
@@ -105,12 +105,12 @@ export function chooseFreePort(): number {
 }
 
 /** `'cmd arg1 arg2'` as websockify logs a command. */
-export function describeCommand(command: string[]): string {
+export function describeCommand(command: readonly string[]): string {
   return `'${command.join(" ")}'`;
 }
 
 export interface WrapOptions {
-  command: string[];
+  command: readonly string[];
   mode: WrapMode;
   /** The proxy's listen port: the port the program binds. */
   oldPort: number;

@@ -3,18 +3,14 @@
  * speaks bytes (for what browsers' WebSocket cannot send). Every wait is bounded.
  */
 
-import { parseCommandLine, type Settings } from "../lib/cli.ts";
+import { parseCommandLine } from "../lib/cli.ts";
 import { findHeadEnd } from "../lib/http.ts";
 import { writeAll } from "../lib/io.ts";
 import { Logger, type LogSink } from "../lib/log.ts";
 import { openListener } from "../lib/listen.ts";
 import { loadPlugins } from "../lib/plugins.ts";
-import {
-  checkSettings,
-  DEFAULT_TIMEOUTS,
-  ProxyServer,
-  type ServerTimeouts,
-} from "../lib/server.ts";
+import { DEFAULT_TIMEOUTS, ProxyServer, type ServerTimeouts } from "../lib/server.ts";
+import { resolveSettings } from "../lib/startup.ts";
 import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
 import { Receiver, type ReceiverEvent } from "../lib/websocket/receiver.ts";
 
@@ -199,9 +195,9 @@ export async function startProxy(
   const onUnixSocket = args.some((arg) => arg.startsWith("--unix-listen"));
   const command = parseCommandLine(onUnixSocket ? args : ["127.0.0.1:0", ...args]);
   if (command.kind !== "run") throw new Error("not a run command");
-  const settings: Settings = command.settings;
-  const problem = await checkSettings(settings);
-  if (problem) throw new Error(problem.message);
+  const resolved = await resolveSettings(command.settings);
+  if ("problem" in resolved) throw new Error(resolved.problem.message);
+  const { settings } = resolved;
   const log = new CapturedLog();
   const logger = new Logger([log]);
   logger.verbose = true;

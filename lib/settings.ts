@@ -1,0 +1,245 @@
+/**
+ * The domain model: what the proxy does, apart from how it is asked for. The command line (cli.ts) builds a
+ * `Settings`; startup (startup.ts) resolves it into a new one; every other module reads the part it needs.
+ * Nothing here is parsed or checked: the types say which values exist, the `@default` tags what the command line
+ * gives when an option is absent.
+ *
+ * @module
+ */
+
+/** The built-in token plugins (`--token-plugin`), by Python websockify's class names. */
+export const TOKEN_PLUGINS = [
+  "TokenFile",
+  "ReadOnlyTokenFile",
+  "TokenFileName",
+  "UnixDomainSocketDirectory",
+] as const;
+export type TokenPluginName = typeof TOKEN_PLUGINS[number];
+
+/** The built-in auth plugins (`--auth-plugin`), by Python websockify's class names. */
+export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"] as const;
+export type AuthPluginName = typeof AUTH_PLUGINS[number];
+
+/** Where the proxy listens. */
+export type ListenSpec =
+  | {
+    readonly kind: "tcp";
+    /** The address to bind; "" means every interface, IPv4 and IPv6 (one dual-stack socket). */
+    readonly hostname: string;
+    /** 0 picks a free port (the banner shows it). */
+    readonly port: number;
+  }
+  | {
+    readonly kind: "unix";
+    /** The socket's path, absolute. A stale socket file there is replaced. */
+    readonly path: string;
+    /**
+     * The socket file's mode.
+     * @default 0o600
+     */
+    readonly mode: number;
+  }
+  /** `--inetd`: standard input is the listening socket. */
+  | { readonly kind: "inetd" };
+
+/** Where a session's bytes go. */
+export type TargetSpec =
+  | {
+    readonly kind: "tcp";
+    /** A name, an IPv4 or an IPv6 address (without brackets); every resolved address is tried. */
+    readonly hostname: string;
+    /** 1 to 65535. */
+    readonly port: number;
+    /** TLS toward the target (`--ssl-target`); undefined: plain TCP. */
+    readonly tls?: TargetTls;
+  }
+  | {
+    readonly kind: "unix";
+    /** The target socket's path (absolute when it comes from the command line). */
+    readonly path: string;
+  }
+  | {
+    /** Wrap mode: a program the proxy starts, whose bind() to the listen port is moved to `port`. */
+    readonly kind: "command";
+    /** The program and its arguments. */
+    readonly command: readonly string[];
+    /**
+     * The loopback port the program's bind() lands on, chosen at start.
+     * @default 0 (not chosen yet)
+     */
+    readonly port: number;
+  }
+  | {
+    /** Chosen per connection by a token plugin. */
+    readonly kind: "token";
+    readonly plugin: TokenPluginName;
+    /** What the plugin reads (every built-in plugin reads a path: absolute). */
+    readonly source: string;
+    /**
+     * The token is the Host header (without its port), not `?token=`.
+     * @default false
+     */
+    readonly hostToken: boolean;
+    /**
+     * The option that named `source`, for messages.
+     * @default "--token-source" (`--target-config` sets it to that)
+     */
+    readonly sourceOption?: string;
+  };
+
+/** What to do when a wrapped program exits: exit with its code, ignore it, or start it again (throttled). */
+export const WRAP_MODES = ["exit", "ignore", "respawn"] as const;
+export type WrapMode = typeof WRAP_MODES[number];
+
+/** TLS toward the target (`--ssl-target`): verified against the system CAs plus `cafile`, with SNI. */
+export interface TargetTls {
+  /**
+   * More CAs to trust (PEM), absolute.
+   * @default undefined (the system CAs only)
+   */
+  readonly cafile?: string;
+}
+
+/** The listening side's TLS (wss:// on the same port as ws://). */
+export interface ServerTls {
+  /**
+   * Certificate chain (PEM; may also hold the key), absolute. TLS is offered when this file exists.
+   * @default "self.pem" in the start directory
+   */
+  readonly cert: string;
+  /** `--cert` was given (else `cert` is the default, whose absence is only an info line). */
+  readonly certGiven: boolean;
+  /**
+   * Private key (PEM), absolute.
+   * @default undefined (the key is in the certificate file)
+   */
+  readonly key?: string;
+  /**
+   * The key's passphrase (`--key-password`, else the first line of `--key-password-file`, else
+   * `$WEBSOCKIFY_KEY_PASSWORD`).
+   * @default undefined (the key is not encrypted)
+   */
+  readonly keyPassword?: string;
+  /**
+   * Minimum protocol version.
+   * @default undefined (the stack's default: TLS 1.2; 1.0 and 1.1 do not exist there)
+   */
+  readonly minVersion?: "TLSv1.2" | "TLSv1.3";
+  /**
+   * Require a client certificate issued by a CA of `cafile`.
+   * @default false
+   */
+  readonly verifyClient: boolean;
+  /**
+   * CA bundle (PEM) for client certificates, absolute.
+   * @default undefined (the system bundle)
+   */
+  readonly cafile?: string;
+  /**
+   * Refuse plain (non-TLS) connections.
+   * @default false
+   */
+  readonly only: boolean;
+}
+
+/** `--web DIR`: static files on the proxy's port. */
+export interface WebSettings {
+  /** The web root, absolute; after startup resolution also real (symlinks resolved), for confinement. */
+  readonly root: string;
+  /**
+   * No directory listings (404 instead).
+   * @default false
+   */
+  readonly fileOnly: boolean;
+}
+
+/** `--auth-plugin` and its source. */
+export interface AuthSettings {
+  readonly plugin: AuthPluginName;
+  /** What the plugin checks against (`user:password`, origins, CNs); the plugin says when it is missing. */
+  readonly source: string | undefined;
+}
+
+/** Everything the proxy is asked to do. */
+export interface Settings {
+  readonly listen: ListenSpec;
+  /** Where every session goes. */
+  readonly target: TargetSpec;
+  /**
+   * What to do when a wrapped program exits (wrap mode only).
+   * @default "exit"
+   */
+  readonly wrapMode: WrapMode;
+  readonly tls: ServerTls;
+  /** @default undefined (no static files: every non-upgrade request gets an HTTP error) */
+  readonly web: WebSettings | undefined;
+  /** @default undefined (no authentication) */
+  readonly auth: AuthSettings | undefined;
+  /**
+   * The auth plugin applies to static files too.
+   * @default false
+   */
+  readonly webAuth: boolean;
+  /** Startup notes about values the TLS stack honours only in part (logged as warnings). */
+  readonly notes: readonly string[];
+  /**
+   * `--record`: absolute base name of the session files (`<base>.<n>`).
+   * @default undefined (no recording)
+   */
+  readonly record: string | undefined;
+  /**
+   * Per-frame traffic glyphs on stdout.
+   * @default false
+   */
+  readonly traffic: boolean;
+  /**
+   * Become a daemon (`-D`).
+   * @default false
+   */
+  readonly daemon: boolean;
+  /**
+   * The process id is written there once listening (absolute; removed at exit).
+   * @default undefined
+   */
+  readonly pidFile: string | undefined;
+  /**
+   * Handle one WebSocket connection, then exit.
+   * @default false
+   */
+  readonly runOnce: boolean;
+  /**
+   * Seconds after which the proxy stops listening (open sessions finish); 0: never.
+   * @default 0
+   */
+  readonly timeout: number;
+  /**
+   * Seconds without an active connection after which the proxy exits; 0: never.
+   * @default 0
+   */
+  readonly idleTimeout: number;
+  /**
+   * Seconds between pings to the client (two unanswered close it); 0: no pings.
+   * @default 0
+   */
+  readonly heartbeat: number;
+  /**
+   * The log also goes to this file (absolute, appended).
+   * @default undefined
+   */
+  readonly logFile: string | undefined;
+  /**
+   * The log also goes to syslog: a unix socket path, or UDP `host[:port]`.
+   * @default undefined
+   */
+  readonly syslog: string | undefined;
+  /**
+   * The old BSD syslog header instead of RFC 5424's.
+   * @default false
+   */
+  readonly legacySyslog: boolean;
+  /**
+   * Debug lines too (request lines, connection opens and closes).
+   * @default false
+   */
+  readonly verbose: boolean;
+}
