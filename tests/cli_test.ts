@@ -98,6 +98,11 @@ Deno.test("usage errors name the problem", () => {
   usageError(["6080", "h:1", "--unix-listen-mode"], /requires an argument/);
   usageError(["--unix-listen=/x", "--unix-listen-mode=999", "h:1"], /unix socket mode/);
   usageError(["--verbose=yes", "6080", "h:1"], /does not take a value/);
+  usageError(
+    ["6080", "h:1", "--ssl-version=tlsv1_0"],
+    /invalid choice: 'tlsv1_0' \(choose from 'default',/,
+  );
+  usageError(["6080", "h:1", "--ssl-version=toString"], /invalid choice: 'toString'/);
 });
 
 Deno.test("plugin and option combinations that cannot work fail clearly", () => {

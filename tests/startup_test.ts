@@ -1,9 +1,10 @@
 // Startup catches mistakes: each bad path or address stops the real process before it listens, with the option
 // and the path in the message and a non-zero exit, in the foreground and through the -D launcher.
 import assert from "node:assert/strict";
+import { parseCommandLine } from "../lib/cli.ts";
 import { DAEMON_ENV } from "../lib/daemon.ts";
 import { parseSyslogHost } from "../lib/logsinks.ts";
-import { fsReason } from "../lib/startup.ts";
+import { fsReason, resolveSettings } from "../lib/startup.ts";
 import { ProxyProcess } from "./helpers.ts";
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -304,4 +305,29 @@ Deno.test("fsReason drops Deno's trailing operation and path; parseSyslogHost re
   assert.throws(() => parseSyslogHost("host:0"), /--syslog 'host:0': bad port/);
   assert.throws(() => parseSyslogHost("host:x"), /bad port/);
   assert.throws(() => parseSyslogHost(":514"), /no host/);
+});
+
+Deno.test("resolveSettings returns new settings with the real --web root and leaves the given ones alone", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    await Deno.mkdir(`${dir}/real`);
+    await Deno.symlink(`${dir}/real`, `${dir}/link`);
+    const command = parseCommandLine(["6080", "h:1", "--web", "link", "--cert", "none.pem"], dir);
+    if (command.kind !== "run") throw new Error("not a run command");
+    const given = structuredClone(command.settings);
+    const resolved = await resolveSettings(command.settings);
+    if ("problem" in resolved) throw new Error(resolved.problem.message);
+    assert.equal(resolved.settings.web?.root, `${dir}/real`);
+    assert.deepEqual(command.settings, given, "the parsed settings are unchanged");
+    assert.deepEqual({ ...resolved.settings, web: given.web }, given, "only web.root differs");
+
+    const missing = parseCommandLine(["6080", "h:1", "--web", "gone", "--cert", "none.pem"], dir);
+    if (missing.kind !== "run") throw new Error("not a run command");
+    const refused = await resolveSettings(missing.settings);
+    assert.ok("problem" in refused);
+    assert.equal(refused.problem.exitCode, 2);
+    assert.match(refused.problem.message, new RegExp(`^--web '${escape(dir)}/gone': `));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
