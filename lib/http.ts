@@ -6,7 +6,7 @@
  */
 
 import type { ByteStream } from "./io.ts";
-import { escapeControls } from "./log.ts";
+import { escapeControls, escapeHtml } from "./text.ts";
 
 /** A parsed request head. Header names are lower-cased; repeated headers are joined with ", ". */
 export interface HttpRequest {
@@ -164,10 +164,6 @@ export function formatResponse(
   out.set(head);
   out.set(body, head.length);
   return out;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /**

@@ -3,11 +3,13 @@
  * `<client> - - [23/Nov/2026 00:57:38] <message>` (local time). Lines go to every sink (stderr by default; the
  * log file and syslog sinks plug in here).
  *
- * Every line is passed through `escapeControls` on its way out: messages carry client-sent text (request lines,
+ * Every line is passed through `escapeControls` (text.ts) on its way out: messages carry client-sent text (request lines,
  * paths, tokens, headers), and a control character in it must neither start a forged line nor reach a terminal.
  *
  * @module
  */
+
+import { escapeControls } from "./text.ts";
 
 export type Level = "debug" | "info" | "warning" | "error";
 
@@ -28,29 +30,6 @@ export const stderrSink: LogSink = {
     }
   },
 };
-
-/**
- * Characters that never appear raw in a log line: C0 controls, DEL, C1 controls, the Unicode line and paragraph
- * separators, and the bidirectional embedding/override/isolate controls (they reorder what a terminal shows).
- */
-// deno-lint-ignore no-control-regex
-const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
-
-/**
- * A line with its control characters made visible: `\n`, `\r`, `\t`, `\xNN` (other C0, DEL, C1), `\uNNNN`
- * (U+2028, U+2029, bidi controls). Everything else, backslashes included, is kept as is.
- */
-export function escapeControls(line: string): string {
-  return line.replace(CONTROL, (c) => {
-    const short = SHORT_ESCAPES[c];
-    if (short) return short;
-    const code = c.charCodeAt(0);
-    return code <= 0xff
-      ? `\\x${code.toString(16).padStart(2, "0")}`
-      : `\\u${code.toString(16).padStart(4, "0")}`;
-  });
-}
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 

@@ -13,6 +13,7 @@
 import mime from "mime";
 import { errorResponse, formatResponse, type HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly } from "./io.ts";
+import { escapeHtml } from "./text.ts";
 
 /** A static-file response whose writes make no progress for this long (ms) is abandoned. */
 export const WEB_WRITE_TIMEOUT = 30_000;
@@ -204,10 +205,6 @@ export async function writeWithin(stream: ByteStream, data: Uint8Array, ms: numb
       clearTimeout(timer);
     }
   }
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** Python http.server's listing page, names escaped, sorted case-insensitively, `/` after directories. */

@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { writeAll } from "../lib/io.ts";
-import { escapeControls } from "../lib/log.ts";
-import { escapeRecordPayload } from "../lib/record.ts";
 import { formatSyslog } from "../lib/logsinks.ts";
+import { escapeRecordPayload } from "../lib/record.ts";
+import { escapeControls } from "../lib/text.ts";
 import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
 import {
   concat,
