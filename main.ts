@@ -11,6 +11,7 @@
 
 import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
+import { sleep } from "./lib/deadline.ts";
 import { type Acceptor, openListener } from "./lib/listen.ts";
 import { formatHostPort } from "./lib/hostport.ts";
 import { Logger } from "./lib/log.ts";
@@ -214,7 +215,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     wrapped.exited.then(async (code) => {
       // A supervisor stopping the whole group signals us too; our handler may run a moment after the program's
       // status arrives.
-      if (code > 128) await new Promise((resolve) => setTimeout(resolve, 200));
+      if (code > 128) await sleep(200);
       if (!stopRequested) exitCode = code;
       server.shutdown();
     });

@@ -9,6 +9,7 @@
 
 import { basename, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { sleep } from "./deadline.ts";
 import type { Logger } from "./log.ts";
 
 /** Set in the daemon's environment: the status file to report to. */
@@ -83,7 +84,7 @@ export async function startDaemon(log: Logger): Promise<number> {
         log.error(`daemon exited with code ${exited.code} before it was listening`);
         return 1;
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     log.error(`daemon did not report within ${READY_TIMEOUT_MS / 1000} s`);
     return 1;

@@ -1,5 +1,6 @@
 /**
- * A connection's time limit and its cancellation at shutdown, as one object every wait goes through.
+ * Waiting: `sleep`, a plain pause, and `Deadline`, a connection's time limit and its cancellation at shutdown, as
+ * one object every wait of a connection goes through.
  *
  * Closing a socket does not end every wait on it: a TLS handshake whose peer vanished may never settle. So a
  * deadline does not rely on the awaited promise: `race` ends the wait itself, at once, when the time is up or
@@ -11,6 +12,11 @@
  *
  * @module
  */
+
+/** Resolves after `ms` milliseconds. A pause that a shutdown must be able to cut goes through a Deadline. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** The wait was cut: the time was up, or the server is stopping. */
 export class DeadlineExpired extends Error {

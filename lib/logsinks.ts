@@ -6,6 +6,7 @@
 
 import dgram from "node:dgram";
 import dns from "node:dns";
+import { sleep } from "./deadline.ts";
 import { parsePort, splitHostOptionalPort } from "./hostport.ts";
 import { writeAll } from "./io.ts";
 import type { Level, LogSink } from "./log.ts";
@@ -160,7 +161,7 @@ export class SyslogSink implements LogSink {
   async flush(ms = 1000): Promise<void> {
     const end = performance.now() + ms;
     while ((this.#sending || this.#queue.length > 0) && performance.now() < end) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await sleep(5);
     }
   }
 

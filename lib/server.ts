@@ -23,7 +23,7 @@ import {
   readRequestHead,
   STATUS_TEXT,
 } from "./http.ts";
-import { Deadline, DeadlineExpired } from "./deadline.ts";
+import { Deadline, DeadlineExpired, sleep } from "./deadline.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
@@ -109,8 +109,6 @@ function isOutOfDescriptors(error: unknown): boolean {
 
 /** This many failed accepts in a row, none of them EMFILE/ENFILE, earn a log line and a short pause. */
 const ACCEPT_FAILURES_BEFORE_PAUSE = 1000;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A running proxy server. */
 export class ProxyServer {

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { sleep } from "./deadline.ts";
 import { formatHostPort } from "./hostport.ts";
 import type { TargetSpec } from "./settings.ts";
 import { SYSTEM_CA_BUNDLE } from "./tls.ts";
@@ -85,7 +86,7 @@ async function connectWrapped(port: number): Promise<Deno.Conn> {
         if (!refused || (hostname === "::1" && performance.now() >= giveUp)) throw error;
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }
 

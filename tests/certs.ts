@@ -4,6 +4,8 @@
  * and a passphrase-protected copy of the server key.
  */
 
+import { sleep } from "../lib/deadline.ts";
+
 export interface TestCerts {
   dir: string;
   ca: string;
@@ -206,7 +208,7 @@ export async function sClient(
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(input));
   // Keep stdin open briefly so the answer can arrive before s_client closes the connection.
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  await sleep(700);
   await writer.close().catch(() => {});
   const output = await child.output();
   const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);

@@ -4,6 +4,7 @@
  */
 
 import { parseCommandLine } from "../lib/cli.ts";
+import { sleep } from "../lib/deadline.ts";
 import { findHeadEnd } from "../lib/http.ts";
 import { writeAll } from "../lib/io.ts";
 import { Logger, type LogSink } from "../lib/log.ts";
@@ -25,7 +26,7 @@ export function deadline<T>(promise: Promise<T>, ms: number, what: string): Prom
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export { sleep };
 
 /** Polls `condition` every 20 ms until true; throws after `ms`. */
 export async function waitFor(condition: () => boolean, ms: number, what: string): Promise<void> {

@@ -14,6 +14,7 @@
  */
 
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { sleep } from "../../lib/deadline.ts";
 import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
 import { makeCerts } from "../certs.ts";
@@ -22,7 +23,6 @@ import { TLS_START } from "../helpers.ts";
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");
 const PHASE_MS = QUICK ? 5000 : 15000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const encoder = new TextEncoder();
 const MASK = new Uint8Array([1, 2, 3, 4]);
 

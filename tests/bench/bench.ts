@@ -14,6 +14,7 @@
 
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
+import { sleep } from "../../lib/deadline.ts";
 import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
 import { makeCerts, type TestCerts } from "../certs.ts";
@@ -35,7 +36,6 @@ type Variant = "direct" | "deno" | "python" | "deno-tls" | "python-tls";
 /** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
 let certs: TestCerts | undefined;
 const isTls = (variant: Variant) => variant.endsWith("-tls");
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- processes -------------------------------------------------------------------------------------------------
 
