@@ -13,17 +13,11 @@
 import mime from "mime";
 import { errorResponse, formatResponse, type HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly } from "./io.ts";
+import type { WebSettings } from "./settings.ts";
 import { escapeHtml } from "./text.ts";
 
 /** A static-file response whose writes make no progress for this long (ms) is abandoned. */
 export const WEB_WRITE_TIMEOUT = 30_000;
-
-export interface WebOptions {
-  /** The web root, absolute and real (symlinks resolved). */
-  root: string;
-  /** No directory listings. */
-  fileOnly: boolean;
-}
 
 /** What the caller should do with the connection after the reply. */
 export type AfterResponse = "keep-alive" | "close";
@@ -263,14 +257,15 @@ export function parseRange(
 }
 
 /**
- * Serves one GET or HEAD request from the web root. Writes the whole response; tells whether the connection may
- * carry another request. Every write must make progress within `writeTimeout` ms: a client that stops reading
+ * Serves one GET or HEAD request from the web root (`web.root` must be real, symlinks resolved, as
+ * resolveSettings gives it: confinement compares paths). Writes the whole response; tells whether the connection
+ * may carry another request. Every write must make progress within `writeTimeout` ms: a client that stops reading
  * has its connection closed (and the file too), and the outcome says "close".
  */
 export async function serveStatic(
   stream: ByteStream,
   request: HttpRequest,
-  options: WebOptions,
+  web: WebSettings,
   writeTimeout = WEB_WRITE_TIMEOUT,
 ): Promise<WebOutcome> {
   const reply: Reply = {
@@ -280,7 +275,7 @@ export async function serveStatic(
     status: 0,
   };
   try {
-    return await respond(reply, options);
+    return await respond(reply, web);
   } catch (error) {
     if (!(error instanceof WriteStalledError)) throw error;
     return { status: reply.status, after: "close" };
@@ -295,7 +290,7 @@ interface Reply {
   status: number;
 }
 
-async function respond(reply: Reply, options: WebOptions): Promise<WebOutcome> {
+async function respond(reply: Reply, web: WebSettings): Promise<WebOutcome> {
   const { request } = reply;
   const withBody = request.method !== "HEAD";
   const keepAlive = wantsKeepAlive(request);
@@ -311,12 +306,12 @@ async function respond(reply: Reply, options: WebOptions): Promise<WebOutcome> {
   if (target.kind === "bad") return await fail(400, target.reason);
   const { segments, trailingSlash, query } = target;
   if (!segments) return await fail(404, "File not found");
-  let path = [options.root, ...segments].join("/");
+  let path = [web.root, ...segments].join("/");
   let info: Deno.FileInfo;
   try {
     // Confinement: the real path (symlinks resolved) must stay inside the real root.
     path = await Deno.realPath(path);
-    if (path !== options.root && !path.startsWith(options.root + "/")) {
+    if (path !== web.root && !path.startsWith(web.root + "/")) {
       return await fail(404, "File not found");
     }
     info = await Deno.stat(path);
@@ -344,7 +339,7 @@ async function respond(reply: Reply, options: WebOptions): Promise<WebOutcome> {
         }
       } catch { /* try the next */ }
     }
-    if (options.fileOnly) return await fail(404, "File not found");
+    if (web.fileOnly) return await fail(404, "File not found");
     const body = await directoryListing(path, `/${segments.map((name) => `${name}/`).join("")}`);
     reply.status = 200;
     await reply.write(
