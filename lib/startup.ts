@@ -106,7 +106,7 @@ export async function checkStartup(settings: Settings): Promise<StartupProblem |
 }
 
 /** `--pid-file`: the file can be created or written (an empty one made for the test is removed). */
-export async function checkPidFile(path: string | undefined): Promise<string | undefined> {
+async function checkPidFile(path: string | undefined): Promise<string | undefined> {
   if (path === undefined) return undefined;
   let existed = true;
   try {
@@ -125,7 +125,7 @@ export async function checkPidFile(path: string | undefined): Promise<string | u
 }
 
 /** `--log-file`: opened for appending, as the proxy will (it is created if missing). */
-export async function checkLogFile(path: string | undefined): Promise<string | undefined> {
+async function checkLogFile(path: string | undefined): Promise<string | undefined> {
   if (path === undefined) return undefined;
   try {
     const file = await Deno.open(path, { append: true, create: true });
@@ -137,7 +137,7 @@ export async function checkLogFile(path: string | undefined): Promise<string | u
 }
 
 /** `--record BASE`: a file can be created in BASE's directory (tried with a probe file, removed at once). */
-export async function checkRecord(base: string | undefined): Promise<string | undefined> {
+async function checkRecord(base: string | undefined): Promise<string | undefined> {
   if (base === undefined) return undefined;
   const dir = dirname(base);
   try {
@@ -154,7 +154,7 @@ export async function checkRecord(base: string | undefined): Promise<string | un
  * take a readable file or directory; TokenFileName and UnixDomainSocketDirectory a readable directory. Contents
  * are not judged here: TokenFile re-reads its file per connection, and the plugins report bad lines themselves.
  */
-export async function checkTokenSource(target: Settings["target"]): Promise<string | undefined> {
+async function checkTokenSource(target: Settings["target"]): Promise<string | undefined> {
   if (target.kind !== "token") return undefined;
   const option = target.sourceOption ?? "--token-source";
   const source = target.source;
@@ -180,7 +180,7 @@ export async function checkTokenSource(target: Settings["target"]): Promise<stri
  * `--syslog`: a unix socket path must exist and be a socket; a host must resolve (the same lookup the UDP sends
  * use). Whether a syslog daemon reads the datagrams cannot be known.
  */
-export async function checkSyslog(address: string | undefined): Promise<string | undefined> {
+async function checkSyslog(address: string | undefined): Promise<string | undefined> {
   if (address === undefined) return undefined;
   if (address.includes("/")) {
     try {

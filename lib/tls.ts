@@ -413,11 +413,6 @@ export class TlsStream extends NodeSocketStream {
   constructor(socket: tls.TLSSocket, conn: ByteStream) {
     super(socket, () => closeQuietly(conn));
   }
-
-  /** The negotiated protocol, e.g. `TLSv1.3`. */
-  get protocol(): string | null {
-    return this.socket.getProtocol();
-  }
 }
 
 /**
