@@ -448,7 +448,9 @@ function readKeyPassword(given: GivenOptions): string | undefined {
       return Deno.readTextFileSync(resolve(given.cwd, file)).split(/\r?\n/)[0];
     } catch (error) {
       throw new UsageError(
-        `--key-password-file: cannot read '${file}': ${(error as Error).message}`,
+        `--key-password-file: cannot read '${file}': ${
+          error instanceof Error ? error.message : error
+        }`,
       );
     }
   }

@@ -195,7 +195,7 @@ async function checkSyslog(address: string | undefined): Promise<string | undefi
   try {
     host = parseSyslogHost(address).host;
   } catch (error) {
-    return (error as Error).message;
+    return describeError(error);
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -208,7 +208,8 @@ async function checkSyslog(address: string | undefined): Promise<string | undefi
     ]);
     return undefined;
   } catch (error) {
-    const code = (error as { code?: string }).code;
+    // node:dns rejects with an Error that carries the resolver's code.
+    const code = error instanceof Error && "code" in error ? error.code : undefined;
     const reason = code === "ENOTFOUND" || code === "EAI_NONAME"
       ? "host not found"
       : error instanceof Error

@@ -63,7 +63,7 @@ export const TLS_START = new Uint8Array([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x0
 
 /** A real TCP server on loopback; `handler` runs per connection. Tracks its connections for tests. */
 export class TcpTarget {
-  readonly listener: Deno.Listener;
+  readonly listener: Deno.TcpListener;
   readonly connections: Deno.Conn[] = [];
   readonly #handlers: Promise<void>[] = [];
   #loop: Promise<void>;
@@ -86,7 +86,7 @@ export class TcpTarget {
   }
 
   get port(): number {
-    return (this.listener.addr as Deno.NetAddr).port;
+    return this.listener.addr.port;
   }
 
   async close(): Promise<void> {
@@ -212,7 +212,7 @@ export async function startProxy(
     plugins,
   );
   const served = server.serve();
-  const port = onUnixSocket ? 0 : (listener.addr as Deno.NetAddr).port;
+  const port = listener.addr.transport === "tcp" ? listener.addr.port : 0;
   return {
     port,
     log,
