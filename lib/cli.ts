@@ -32,9 +32,20 @@ export { UsageError };
 interface OptionDef extends OptionSpec {
   metavar?: string;
   help: string;
-  /** Shown in --help. */
-  defaultText?: string;
 }
+
+/** The value of an option that is not given, for the options that have one (--help shows them). */
+const DEFAULTS = {
+  timeout: "0",
+  "idle-timeout": "0",
+  cert: "self.pem",
+  "ssl-version": "default",
+  "unix-listen-mode": "0600",
+  "wrap-mode": "exit",
+  heartbeat: "0",
+} as const;
+type WithDefault = keyof typeof DEFAULTS;
+const DEFAULT_TEXT = new Map<string, string>(Object.entries(DEFAULTS));
 
 /** Every option, in --help order. */
 export const OPTIONS: OptionDef[] = [
@@ -78,21 +89,18 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "SECONDS",
     help: "after SECONDS, stop listening; open sessions finish (0: never)",
-    defaultText: "0",
   },
   {
     long: "idle-timeout",
     takesValue: true,
     metavar: "SECONDS",
     help: "exit after SECONDS without an active connection (0: never)",
-    defaultText: "0",
   },
   {
     long: "cert",
     takesValue: true,
     metavar: "FILE",
     help: "TLS certificate chain (PEM), resolved against the start directory",
-    defaultText: "self.pem",
   },
   {
     long: "key",
@@ -144,7 +152,6 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "VERSION",
     help: "minimum TLS version: default, tlsv1_1, tlsv1_2, tlsv1_3",
-    defaultText: "default",
   },
   {
     long: "ssl-ciphers",
@@ -163,7 +170,6 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "MODE",
     help: "file mode of the --unix-listen socket, octal",
-    defaultText: "0600",
   },
   {
     long: "unix-target",
@@ -192,7 +198,6 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "MODE",
     help: "when the wrapped program exits: exit, ignore or respawn",
-    defaultText: "exit",
   },
   {
     long: "prefer-ipv6",
@@ -245,7 +250,6 @@ export const OPTIONS: OptionDef[] = [
     takesValue: true,
     metavar: "SECONDS",
     help: "ping the client every SECONDS; close it after 2 unanswered (0: never)",
-    defaultText: "0",
   },
   {
     long: "log-file",
@@ -287,7 +291,8 @@ export function helpText(): string {
       `--${option.long}${option.takesValue ? `=${option.metavar}` : ""}`,
     ].filter((n) => n).join(", ");
     let help = option.help;
-    if (option.defaultText !== undefined) help += ` (default: ${option.defaultText})`;
+    const fallback = DEFAULT_TEXT.get(option.long);
+    if (fallback !== undefined) help += ` (default: ${fallback})`;
     lines.push(
       names.length <= 26 ? `  ${names.padEnd(26)}${help}` : `  ${names}\n${" ".repeat(28)}${help}`,
     );
@@ -366,6 +371,11 @@ class GivenOptions {
     return this.#parsed.values.get(name)?.at(-1);
   }
 
+  /** The option's value, or its default. */
+  valueOrDefault(name: WithDefault): string {
+    return this.value(name) ?? DEFAULTS[name];
+  }
+
   flag(name: string): boolean {
     return this.#parsed.flags.has(name);
   }
@@ -376,9 +386,9 @@ class GivenOptions {
     return text === undefined ? undefined : resolve(this.cwd, text);
   }
 
-  /** A whole number of seconds. @default 0 */
-  seconds(name: string): number {
-    const text = this.value(name) ?? "0";
+  /** A whole number of seconds. */
+  seconds(name: WithDefault): number {
+    const text = this.valueOrDefault(name);
     if (!/^\d+$/.test(text)) {
       throw new UsageError(`option --${name}: invalid integer value: '${text}'`);
     }
@@ -416,7 +426,7 @@ function parseServerTls(given: GivenOptions): { tls: ServerTls; notes: string[] 
         "AEAD suites with forward secrecy",
     );
   }
-  const sslVersion = given.value("ssl-version") ?? "default";
+  const sslVersion = given.valueOrDefault("ssl-version");
   if (!MIN_VERSIONS.has(sslVersion)) {
     throw invalidChoice("ssl-version", sslVersion, [...MIN_VERSIONS.keys()]);
   }
@@ -426,7 +436,7 @@ function parseServerTls(given: GivenOptions): { tls: ServerTls; notes: string[] 
     ]
     : [];
   const tls: ServerTls = {
-    cert: given.path("cert") ?? resolve(given.cwd, "self.pem"),
+    cert: resolve(given.cwd, given.valueOrDefault("cert")),
     certGiven: given.value("cert") !== undefined,
     key: given.path("key"),
     keyPassword: readKeyPassword(given),
@@ -463,7 +473,7 @@ function parseWeb(given: GivenOptions): WebSettings | undefined {
 }
 
 function parseWrapMode(given: GivenOptions): WrapMode {
-  const mode = given.value("wrap-mode") ?? "exit";
+  const mode = given.valueOrDefault("wrap-mode");
   if (!isOneOf(WRAP_MODES, mode)) throw invalidChoice("wrap-mode", mode, WRAP_MODES);
   return mode;
 }
@@ -478,7 +488,11 @@ function parseListenArguments(given: GivenOptions): ListenSpec {
     return { kind: "inetd" };
   }
   if (unixListen !== undefined) {
-    return { kind: "unix", path: unixListen, mode: parseMode(given.value("unix-listen-mode")) };
+    return {
+      kind: "unix",
+      path: unixListen,
+      mode: parseMode(given.valueOrDefault("unix-listen-mode")),
+    };
   }
   const source = given.positionals.shift();
   if (source === undefined) throw new UsageError("Too few arguments");
@@ -606,7 +620,7 @@ function parseTarget(text: string): TargetSpec {
 }
 
 /** An octal file mode, as `--unix-listen-mode` takes it. */
-function parseMode(text = "0600"): number {
+function parseMode(text: string): number {
   if (!/^[0-7]{1,4}$/.test(text)) {
     throw new UsageError(`Error parsing listen unix socket mode: '${text}'`);
   }
