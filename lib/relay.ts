@@ -1,9 +1,11 @@
 /**
  * The life of one proxied WebSocket session after the 101: two pumps, each read -> await write, so a slow side
- * stops reads on the other and a connection's memory stays bounded whatever the peers do.
+ * stops reads on the other and a connection's memory stays bounded whatever the peers do. What the bytes mean
+ * (frames, closes, pings, base64) is decided by the pure ServerSession (lib/websocket/protocol.ts); this file
+ * only moves bytes, half-closes, and bounds the waits.
  *
- *   client --frames--> [Receiver] --payload--> target      (pumpClient)
- *   target --bytes---> [frame header in headroom] --> client  (pumpTarget)
+ *   client --read--> session.receive --forward--> target      (pumpClient)
+ *   target --read--> session.frameTargetData ----> client     (pumpTarget)
  *
  * Ending, in every case without losing a byte a peer sent before a clean close:
  * - client close frame: everything before it has reached the target; the close is echoed (its code, or 1000);
@@ -18,17 +20,16 @@
  */
 
 import { type ByteStream, closeQuietly, ReadBuffers, writeAll } from "./io.ts";
-import { Base64MessageDecoder, encodeBase64 } from "./websocket/base64.ts";
-import {
-  CloseCode,
-  encodeClosePayload,
-  encodeFrame,
-  MAX_SERVER_HEADER,
-  Opcode,
-  writeHeaderBefore,
-} from "./websocket/frames.ts";
+import { CloseCode } from "./websocket/frames.ts";
 import type { Framing } from "./websocket/handshake.ts";
-import { Receiver, type ReceiverEvent } from "./websocket/receiver.ts";
+import {
+  type ClosedBy,
+  ServerSession,
+  type SessionAction,
+  TARGET_HEADROOM,
+} from "./websocket/protocol.ts";
+
+export type { ClosedBy };
 
 /** A target write pending this long makes the relay check whether the client is still there. */
 const TARGET_STALL_MS = 500;
@@ -96,9 +97,6 @@ export interface RelayObserver {
   traffic?(glyph: string): void;
 }
 
-/** Who ended the session. */
-export type ClosedBy = "client" | "target" | "server" | "client-dropped" | "heartbeat";
-
 /** What a finished session reports for its log line. */
 export interface RelayResult {
   /** Payload bytes the client sent that were written to the target. */
@@ -116,28 +114,19 @@ export interface RelayResult {
 export class Relay {
   readonly #client: ByteStream;
   readonly #target: ByteStream;
-  readonly #framing: Framing;
+  readonly #session: ServerSession;
   readonly #closeTimeout: number;
   readonly #observer: RelayObserver;
   readonly #heartbeatMs: number;
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
-  #unansweredPings = 0;
-  readonly #receiver = new Receiver();
-  readonly #base64 = new Base64MessageDecoder();
   readonly #started = performance.now();
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
 
   /** Serialises writes to the client: both pumps send frames there. */
   #clientWrites: Promise<unknown> = Promise.resolve();
-
   #clientOpen = true;
-  #closeSent = false;
-  #closeReceived = false;
   #targetWritable = true;
   #targetEnded = false;
   #deadline: ReturnType<typeof setTimeout> | undefined;
-  #code: number = CloseCode.Abnormal;
-  #reason = "Connection closed abnormally";
-  #closedBy: ClosedBy = "client-dropped";
   #bytesFromClient = 0;
   #bytesToClient = 0;
   /** Client bytes read while a target write was stuck; the client pump takes them next. */
@@ -145,13 +134,11 @@ export class Relay {
   /** When the pending target write began (undefined: none pending). */
   #targetWriteSince: number | undefined;
   #targetWriteStuck = false;
-  /** The client broke the protocol; its next bytes end the session. */
-  #protocolFailed = false;
 
   constructor(client: ByteStream, target: ByteStream, options: RelayOptions) {
     this.#client = client;
     this.#target = target;
-    this.#framing = options.framing;
+    this.#session = new ServerSession(options.framing);
     this.#closeTimeout = options.closeTimeout ?? 3000;
     this.#observer = options.observer ?? {};
     this.#heartbeatMs = options.heartbeat ?? 0;
@@ -178,44 +165,38 @@ export class Relay {
     return {
       bytesFromClient: this.#bytesFromClient,
       bytesToClient: this.#bytesToClient,
-      code: this.#code,
-      reason: this.#reason,
-      closedBy: this.#closedBy,
+      code: this.#session.code,
+      reason: this.#session.reason,
+      closedBy: this.#session.closedBy,
       durationMs: performance.now() - this.#started,
     };
   }
 
   /** A heartbeat tick: ping the client, or give it up when it left the last two pings unanswered. */
   #beat(): void {
-    if (this.#closeSent || this.#closeReceived || !this.#clientOpen) return;
-    if (this.#unansweredPings >= 2) {
-      this.#code = CloseCode.Abnormal;
-      this.#reason = "No answer to 2 heartbeat pings";
-      this.#closedBy = "heartbeat";
+    if (!this.#clientOpen) return;
+    const ping = this.#session.heartbeat();
+    if (ping === "dead") {
       this.#clientOpen = false;
       closeQuietly(this.#client); // a dead peer reads no close frame
       // Nothing is owed to a dead client: the target goes at once too, which also frees a pump stuck writing
       // to a target that stopped reading.
       this.#targetWritable = false;
       closeQuietly(this.#target);
-      return;
+    } else if (ping) {
+      this.#sendToClient(ping).catch(() => {});
     }
-    this.#unansweredPings++;
-    this.#sendToClient(encodeFrame(Opcode.Ping)).catch(() => {});
   }
 
   /** Server shutdown: close 1001 to the client, then the usual bounded close. */
   shutdown(reason = "Server shutting down"): void {
-    const closing = !this.#closeSent && this.#clientOpen;
-    this.#sendClose(CloseCode.GoingAway, reason, "server");
+    const sent = this.#close(CloseCode.GoingAway, reason, "server");
     this.#targetWritable = false;
     closeQuietly(this.#target);
     // Nothing follows our close frame: a FIN right behind it lets even a slow reader read to the end. The
     // client pump keeps reading (and dropping) what the client still sends, so that closing the socket at the
     // end does not reset it and discard what is still on its way to the client.
-    if (closing) {
-      this.#clientWrites.then(() => this.#client.closeWrite()).catch(() => {});
-    }
+    if (sent) this.#clientWrites.then(() => this.#client.closeWrite()).catch(() => {});
   }
 
   // ---- client -> target ------------------------------------------------------------------------------------
@@ -249,6 +230,7 @@ export class Relay {
       // The client connection failed or was closed by the deadline: the session is over either way.
     } finally {
       this.#clientOpen = false;
+      this.#session.clientGone();
       buffers.dispose();
       closeQuietly(this.#client);
     }
@@ -294,84 +276,36 @@ export class Relay {
 
   /** The client dropped while the target was not reading: nothing is owed to it past the closing wait. */
   #clientGone(): void {
-    if (!this.#closeSent && !this.#closeReceived) {
-      this.#reason = "Client went away; target not reading";
-    }
+    this.#session.clientGone("Client went away; target not reading");
     this.#clientOpen = false; // nothing more can be sent to it; the failing write is not the target's fault
     this.#startDeadline();
   }
 
-  /**
-   * Decodes one read's worth of client bytes and acts on it; true when the client side is finished.
-   *
-   * Consecutive binary payload pieces are moved together in place, over the frame headers between them, so a
-   * read that held several frames reaches the target in one write.
-   */
+  /** Acts on one read's worth of client bytes, in order; true when the client side is finished. */
   async #onClientChunk(chunk: Uint8Array): Promise<boolean> {
-    if (this.#protocolFailed) {
-      await this.#clientWrites.catch(() => {}); // our close frame is out before the socket closes
-      return true;
+    for (const action of this.#session.receive(chunk)) {
+      if (await this.#act(action)) return true;
     }
-    let fill = 0; // chunk[0, fill) holds payload waiting to be written
-    for (const event of this.#receiver.receive(chunk)) {
-      if (event.kind === "data" && !(this.#framing === "base64" && event.text)) {
-        const piece = event.payload;
-        const from = piece.byteOffset - chunk.byteOffset;
-        if (from !== fill) chunk.copyWithin(fill, from, from + piece.length);
-        fill += piece.length;
-        continue;
-      }
-      if (fill > 0) {
-        await this.#writeToTarget(chunk.subarray(0, fill));
-        fill = 0;
-      }
-      if (await this.#onClientEvent(event)) return true;
-    }
-    if (fill > 0) await this.#writeToTarget(chunk.subarray(0, fill));
     return false;
   }
 
-  /** Handles one decoded client event (other than plain payload); true when the client side is finished. */
-  async #onClientEvent(event: ReceiverEvent): Promise<boolean> {
-    switch (event.kind) {
-      case "data":
-        await this.#forwardBase64(event.payload, event.messageEnd);
+  async #act(action: SessionAction): Promise<boolean> {
+    switch (action.kind) {
+      case "forward":
+        await this.#writeToTarget(action.bytes);
         return false;
-      case "ping":
-        if (!this.#closeSent) await this.#sendToClient(encodeFrame(Opcode.Pong, event.payload));
-        return false;
-      case "pong":
-        this.#unansweredPings = 0;
-        return false;
-      case "close":
-        this.#closeReceived = true;
-        if (!this.#closeSent) {
-          // An echo of the client's close: its code (or 1000 when it sent none) and reason.
-          this.#sendClose(event.code ?? CloseCode.Normal, event.reason, "client");
-          await this.#clientWrites.catch(() => {});
+      case "send":
+        if (action.closing) {
+          this.#sendToClient(action.frame).catch(() => {});
+          this.#startDeadline();
+        } else {
+          await this.#sendToClient(action.frame);
         }
-        return true;
-      case "error":
-        // The connection has failed: nothing more the client sends can be decoded. Our close goes out; the
-        // client's next bytes (its close reply) or its EOF end the session, without waiting out the deadline.
-        this.#sendClose(event.code, event.reason, "server");
-        this.#targetWritable = false;
-        this.#protocolFailed = true;
         return false;
+      case "end":
+        await this.#clientWrites.catch(() => {}); // our close frame is out before the socket closes
+        return true;
     }
-  }
-
-  /** A base64-framed text piece: decoded, then written. */
-  async #forwardBase64(payload: Uint8Array, messageEnd: boolean): Promise<void> {
-    let bytes: Uint8Array;
-    try {
-      bytes = this.#base64.push(payload, messageEnd);
-    } catch {
-      this.#sendClose(CloseCode.InvalidData, "Invalid base64 data", "server");
-      this.#targetWritable = false;
-      return;
-    }
-    await this.#writeToTarget(bytes);
   }
 
   async #writeToTarget(bytes: Uint8Array): Promise<void> {
@@ -385,7 +319,7 @@ export class Relay {
       this.#observer.traffic?.(">");
     } catch {
       this.#targetWritable = false;
-      this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
+      this.#close(CloseCode.InternalError, "Target connection error", "target");
     } finally {
       writesInProgress.delete(this);
       this.#targetWriteSince = undefined;
@@ -396,46 +330,33 @@ export class Relay {
   // ---- target -> client ------------------------------------------------------------------------------------
 
   async #pumpTarget(): Promise<void> {
-    const headroom = MAX_SERVER_HEADER;
-    const buffers = new ReadBuffers(headroom);
+    const buffers = new ReadBuffers(TARGET_HEADROOM);
     try {
       while (true) {
         const buffer = buffers.lend();
-        const n = await this.#target.read(buffer.subarray(headroom));
+        const n = await this.#target.read(buffer.subarray(TARGET_HEADROOM));
         if (n === null) break;
         this.#observer.traffic?.("{");
-        // Once the client is closing or gone, target data has nowhere to go: drain it until EOF, drop it.
-        if (this.#clientOpen && !this.#closeSent && !this.#closeReceived) {
-          await this.#frameToClient(buffer, n);
+        // Once the client is closing or gone, target data has nowhere to go: drained until EOF, dropped.
+        const frame = this.#session.frameTargetData(buffer, TARGET_HEADROOM, n);
+        if (frame) {
+          await this.#sendToClient(frame);
+          this.#bytesToClient += n;
+          this.#observer.fromTarget?.(buffer.subarray(TARGET_HEADROOM, TARGET_HEADROOM + n));
+          this.#observer.traffic?.("<");
         }
         // The frame holding these bytes has been written and the observers have seen them.
         buffers.giveBack(n);
       }
       this.#targetEnded = true;
-      this.#sendClose(CloseCode.Normal, "Target closed", "target");
+      this.#close(CloseCode.Normal, "Target closed", "target");
     } catch {
       this.#targetEnded = true;
       // A failure after the session began closing is the closing itself; before that it is the target's.
-      this.#sendClose(CloseCode.InternalError, "Target connection error", "target");
+      this.#close(CloseCode.InternalError, "Target connection error", "target");
     } finally {
       buffers.dispose();
     }
-  }
-
-  /** Frames `n` target bytes (read into `buffer` after its headroom) to the client; resolves once written. */
-  async #frameToClient(buffer: Uint8Array, n: number): Promise<void> {
-    const headroom = MAX_SERVER_HEADER;
-    const payload = buffer.subarray(headroom, headroom + n);
-    if (this.#framing === "base64") {
-      const text = new TextEncoder().encode(encodeBase64(payload));
-      await this.#sendToClient(encodeFrame(Opcode.Text, text));
-    } else {
-      const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
-      await this.#sendToClient(buffer.subarray(start, headroom + n));
-    }
-    this.#bytesToClient += n;
-    this.#observer.fromTarget?.(payload);
-    this.#observer.traffic?.("<");
   }
 
   // ---- client writes and closing -----------------------------------------------------------------------------
@@ -447,18 +368,14 @@ export class Relay {
     return write;
   }
 
-  /**
-   * Sends our close frame once and records why the session ended; later calls, and calls after the client has
-   * gone, do nothing. Starts the closing deadline.
-   */
-  #sendClose(code: number, reason: string, by: ClosedBy): void {
-    if (this.#closeSent || !this.#clientOpen) return;
-    this.#closeSent = true;
-    this.#code = code;
-    this.#reason = reason;
-    this.#closedBy = by;
-    this.#sendToClient(encodeFrame(Opcode.Close, encodeClosePayload(code, reason))).catch(() => {});
+  /** Sends our close frame, unless one was sent already or the client is gone; starts the closing wait. */
+  #close(code: number, reason: string, by: ClosedBy): boolean {
+    if (!this.#clientOpen) return false;
+    const frame = this.#session.close(code, reason, by);
+    if (!frame) return false;
+    this.#sendToClient(frame).catch(() => {});
     this.#startDeadline();
+    return true;
   }
 
   /** After this long, whatever is still pending is cut: both sockets are closed outright. */

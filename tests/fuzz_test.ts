@@ -964,7 +964,7 @@ function randomHttpCase(rng: Rng): HttpCase {
     );
     const done: string[] = [];
     bytes = original.slice();
-    for (let i = rng.range(1, 3); i > 0; i--) {
+    for (let i = rng.range(1, 3); i > 0 && bytes.length > 0; i--) {
       const at = rng.int(bytes.length);
       const kind = rng.int(7);
       if (kind === 0) {

@@ -1,0 +1,333 @@
+/**
+ * One connection's walk, top to bottom, around one context object (`Connection`):
+ *
+ *   first bytes (3 s) -> TLS on the same connection | Flash policy answer | plain (refused with --ssl-only)
+ *     -> request head (one deadline from accept covers all of the above: 10 s)
+ *        -> upgrade: session.ts (token -> auth -> 101 -> target -> relay -> summary)
+ *        -> GET/HEAD with --web: a static file; keep-alive: the next request (15 s each)
+ *        -> anything else: an HTTP error answer
+ *
+ * Every wait before the relay goes through the connection's Deadline, so it ends on time whatever the peer
+ * does, and at once on shutdown.
+ *
+ * @module
+ */
+
+import { Deadline, DeadlineExpired } from "./deadline.ts";
+import {
+  errorResponse,
+  formatResponse,
+  type HttpRequest,
+  parseRequestHead,
+  readRequestHead,
+  STATUS_TEXT,
+} from "./http.ts";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import type { ClientConn } from "./listen.ts";
+import { describeAddress, type Logger } from "./log.ts";
+import { sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
+import type { Relay } from "./relay.ts";
+import { openSession } from "./session.ts";
+import type { Settings, TargetSpec } from "./settings.ts";
+import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
+import { describeError } from "./targets.ts";
+import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
+import { serveStatic } from "./web.ts";
+import { isUpgradeRequest } from "./websocket/handshake.ts";
+
+/** Time limits, in milliseconds. The defaults are websockify's where it has one. */
+export interface ServerTimeouts {
+  /** A new connection must send its first byte within this time, else it is closed silently. */
+  firstByte: number;
+  /** ...and finish its TLS handshake and its whole request head within this time of being accepted. */
+  head: number;
+  /** Once a close has begun, the peers have this long to finish it. */
+  close: number;
+  /** An idle keep-alive connection (after a static file) waits this long for its next request. */
+  keepAlive: number;
+  /** A `--web` response whose writes make no progress for this long is abandoned, the connection closed. */
+  webWrite: number;
+}
+
+/** What a connection needs from the server that accepted it. */
+export interface ServerContext {
+  readonly settings: Settings;
+  readonly log: Logger;
+  readonly timeouts: ServerTimeouts;
+  readonly plugins: ServerPlugins;
+  /** The listen address as the banner shows it (a unix socket client is named by it). */
+  readonly listenText: string;
+  /** True once the server is shutting down. */
+  readonly stopping: boolean;
+  /** --run-once: no other connection is taken while the one session runs... */
+  stopAccepting(): void;
+  /** ...and the server stops when it ends. */
+  shutdown(): void;
+}
+
+/** What the connection's first bytes told about the client. */
+export interface Peer {
+  secure: boolean;
+  /** The verified client certificate's CN (--verify-client). */
+  certCN: string | undefined;
+}
+
+/** Methods Python websockify answers with 405 (the rest get 501). */
+const METHODS_405 = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/** One accepted connection, from its first byte to its end. */
+export class Connection {
+  readonly server: ServerContext;
+  readonly conn: ClientConn;
+  /** The connection's number (it numbers the --record files, as in Python). */
+  readonly number: number;
+  /** The client's address as log lines show it. */
+  readonly client: string;
+  /** Bounds every wait before the relay; shutdown expires it. */
+  readonly deadline: Deadline;
+  /** The connection, or its decrypted TLS stream once TLS is up. */
+  stream: ByteStream;
+  peer: Peer = { secure: false, certCN: undefined };
+  /** The session's relay, once the WebSocket session runs (shutdown then goes through it). */
+  relay: Relay | undefined;
+
+  constructor(server: ServerContext, conn: ClientConn, number: number) {
+    this.server = server;
+    this.conn = conn;
+    this.number = number;
+    this.stream = conn;
+    this.client = server.settings.listen.kind === "unix"
+      ? server.listenText
+      : describeAddress(conn.remoteAddr);
+    this.deadline = new Deadline(() => {
+      closeQuietly(this.stream);
+      closeQuietly(this.conn);
+    });
+  }
+
+  get log(): Logger {
+    return this.server.log;
+  }
+
+  /** Server shutdown: a session closes with 1001; anything before that ends at once. */
+  shutdown(): void {
+    if (this.relay) this.relay.shutdown();
+    else this.deadline.expire("shutdown");
+  }
+
+  /** Serves the connection until it is done; never rejects with a deadline (the connection is just closed). */
+  async run(): Promise<void> {
+    const { timeouts, settings } = this.server;
+    // One deadline from accept covers the first bytes, the Flash policy request, the TLS handshake and the
+    // request head together: trickling bytes cannot stretch it.
+    this.deadline.set(timeouts.head);
+    try {
+      if ("setNoDelay" in this.conn && this.conn.remoteAddr.transport === "tcp") {
+        (this.conn as Deno.TcpConn).setNoDelay(true);
+      }
+      // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
+      const first = await this.deadline.race(readSome(this.conn, 1024), timeouts.firstByte);
+      if (!first) return;
+      let initial = first;
+      switch (classifyFirstBytes(first)) {
+        case "tls": {
+          const tls = await this.#startTls(first);
+          if (!tls) return;
+          this.stream = tls;
+          this.peer = {
+            secure: true,
+            certCN: settings.tls.verifyClient ? peerCommonName(tls) : undefined,
+          };
+          initial = new Uint8Array(0);
+          break;
+        }
+        case "policy":
+        case "plain": {
+          if (settings.tls.only) {
+            this.log.info(`${this.client}: non-SSL connection received but disallowed`);
+            return;
+          }
+          if (first[0] !== 0x3c) break;
+          const notPolicy = await answerFlashPolicy(this.conn, first, this.deadline);
+          if (!notPolicy) return;
+          initial = notPolicy;
+        }
+      }
+      await this.#serveRequests(initial);
+    } catch (error) {
+      // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
+      if (!(error instanceof DeadlineExpired)) throw error;
+    } finally {
+      this.deadline.dispose();
+      closeQuietly(this.stream);
+      closeQuietly(this.conn);
+    }
+  }
+
+  /** TLS on this connection: the certificate is read now, so a renewed one is used without a restart. */
+  async #startTls(sniffed: Uint8Array): Promise<TlsStream | undefined> {
+    const options = this.server.settings.tls;
+    let credentials;
+    try {
+      credentials = await loadCredentials(options);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        this.log.info(`${this.client}: SSL connection but '${options.cert}' not found`);
+      } else {
+        this.log.error(
+          `${this.client}: SSL connection but the certificate cannot be used: ${
+            describeError(error)
+          }`,
+        );
+      }
+      return undefined;
+    }
+    try {
+      return await this.deadline.race(
+        acceptTls(this.conn, sniffed, options, credentials, this.deadline.signal),
+      );
+    } catch (error) {
+      const reason = error instanceof DeadlineExpired && error.why === "timeout"
+        ? "timed out"
+        : describeError(error);
+      this.log.request(this.client, `TLS handshake failed: ${reason}`);
+      return undefined;
+    }
+  }
+
+  /** Requests on one connection: static files may keep it alive; an upgrade or an error ends the loop. */
+  async #serveRequests(initial: Uint8Array): Promise<void> {
+    const { settings, timeouts } = this.server;
+    let bytes = initial;
+    for (let served = 0;; served++) {
+      // The first head shares the deadline set at accept; each keep-alive request gets a fresh one.
+      if (served > 0) this.deadline.set(timeouts.keepAlive);
+      const next = await this.#readRequest(bytes);
+      if (!next) return;
+      this.deadline.clear();
+      const { request, rest } = next;
+      if (isUpgradeRequest(request)) {
+        await openSession(this, request, rest);
+        return;
+      }
+      const web = settings.web;
+      if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
+        await this.#answerPlainHttp(request);
+        return;
+      }
+      if (settings.webAuth && !(await this.authorize(request, settings.target))) return;
+      const outcome = await this.deadline.race(
+        serveStatic(this.stream, request, web, timeouts.webWrite),
+      );
+      this.log.request(
+        this.client,
+        `"${request.method} ${request.target} ${request.version}" ${outcome.status} -`,
+      );
+      if (outcome.after === "close") {
+        await this.finish();
+        return;
+      }
+      bytes = rest;
+    }
+  }
+
+  /** Reads and parses a request head within the connection's deadline; answers 400/431 itself. */
+  async #readRequest(
+    initial: Uint8Array,
+  ): Promise<{ request: HttpRequest; rest: Uint8Array } | undefined> {
+    const result = await this.deadline.race(readRequestHead(this.stream, initial));
+    if (result.kind === "closed") return undefined;
+    if (result.kind === "too-large") {
+      await this.sendError(431, "Request header fields too large");
+      return undefined;
+    }
+    try {
+      return { request: parseRequestHead(result.head), rest: result.rest };
+    } catch (error) {
+      await this.sendError(400, describeError(error));
+      return undefined;
+    }
+  }
+
+  /** A request websockify does not serve: 405 for the usual methods, 501 for the others. */
+  async #answerPlainHttp(request: HttpRequest): Promise<void> {
+    this.log.request(
+      this.client,
+      `"${request.method} ${request.target} ${request.version}"`,
+      "debug",
+    );
+    if (METHODS_405.has(request.method)) {
+      await this.sendError(405, STATUS_TEXT[405], request.method !== "HEAD");
+    } else {
+      await this.sendError(501, `Unsupported method (${JSON.stringify(request.method)})`);
+    }
+  }
+
+  // ---- answers and endings, shared with session.ts --------------------------------------------------------
+
+  /** Sends an HTTP error page and closes without resetting what the client may still be sending. */
+  async sendError(
+    status: number,
+    message: string,
+    withBody = true,
+    headers: [string, string][] = [],
+  ): Promise<void> {
+    this.log.request(this.client, `code ${status}, message ${message}`);
+    await this.#answerThenFinish(errorResponse(status, message, headers, withBody));
+  }
+
+  /** Runs the auth plugin, if any; on refusal sends its status line and headers (no body). */
+  async authorize(request: HttpRequest, target: TargetSpec): Promise<boolean> {
+    const auth = this.server.plugins.auth;
+    if (!auth) return true;
+    const refusal = auth.authenticate({
+      request: sanitizeHeaders(request, this.peer.certCN),
+      target,
+      clientCertCN: this.peer.certCN,
+    });
+    if (!refusal) return true;
+    this.log.request(
+      this.client,
+      `${this.client}: authentication failed: ${refusal.status} ${refusal.log}`,
+    );
+    await this.#answerThenFinish(
+      formatResponse(refusal.status, refusal.message, [
+        ["Content-Type", "text/html"],
+        ["Connection", "close"],
+        ...refusal.headers,
+      ]),
+    );
+    return false;
+  }
+
+  /** Writes a last answer (bounded by the close timeout), then finishes. A client gone first is no error. */
+  async #answerThenFinish(bytes: Uint8Array): Promise<void> {
+    try {
+      this.deadline.set(this.server.timeouts.close);
+      await this.deadline.race(writeAll(this.stream, bytes));
+      await this.finish();
+    } catch (error) {
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
+    }
+  }
+
+  /** Ends our side, then reads and drops what the client still sends until it closes (bounded). */
+  async finish(): Promise<void> {
+    await this.stream.closeWrite().catch(() => {});
+    await this.drain();
+  }
+
+  /**
+   * Reads and drops what the client still sends, until it closes (or, with `untilFirstRead`, answers) or the
+   * close timeout passes; closing with unread bytes would reset what we sent.
+   */
+  async drain(untilFirstRead = false): Promise<void> {
+    const sink = new Uint8Array(4096);
+    this.deadline.set(this.server.timeouts.close);
+    await this.deadline.race((async () => {
+      while ((await this.stream.read(sink)) !== null && !untilFirstRead);
+    })()).catch((error) => {
+      if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
+    });
+  }
+}

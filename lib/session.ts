@@ -1,0 +1,215 @@
+/**
+ * A WebSocket session, from the upgrade request to its summary line, in Python websockify's order:
+ *
+ *   handshake checks (400/426) -> token picks the target (unknown: closed without an answer) -> auth plugin
+ *   -> 101 -> connect the target (fail: close 1011) -> --record / --traffic -> Relay until both sides are
+ *   closed -> summary line
+ *
+ * @module
+ */
+
+import type { Connection } from "./connection.ts";
+import { DeadlineExpired } from "./deadline.ts";
+import type { HttpRequest } from "./http.ts";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import { requestToken } from "./plugins.ts";
+import { SessionRecorder } from "./record.ts";
+import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
+import type { TargetSpec } from "./settings.ts";
+import { connectTarget, describeError, describeTarget } from "./targets.ts";
+import { CloseCode } from "./websocket/frames.ts";
+import { type Accepted, negotiate, switchingProtocols } from "./websocket/handshake.ts";
+import { closeFrame } from "./websocket/protocol.ts";
+
+/** websockify's log line before connecting, by target kind. */
+const CONNECTING = {
+  tcp: "connecting to:",
+  unix: "connecting to unix socket:",
+  command: "connecting to command:",
+  token: "connecting to:",
+} as const;
+
+/** " (using SSL)" after a target reached over TLS, as websockify logs it. */
+export function usingSsl(target: TargetSpec): string {
+  return target.kind === "tcp" && target.tls ? " (using SSL)" : "";
+}
+
+/** Handles an upgrade request on `cx` until the session is over (or refused). */
+export async function openSession(
+  cx: Connection,
+  request: HttpRequest,
+  rest: Uint8Array,
+): Promise<void> {
+  const { log, settings } = cx.server;
+  const verdict = negotiate(request);
+  if ("status" in verdict) {
+    await cx.sendError(verdict.status, verdict.message, true, verdict.headers);
+    return;
+  }
+  // As in Python: the token picks the target (an unknown one closes the connection without an answer), then
+  // the auth plugin decides, and only then comes the 101.
+  const target = await resolveTarget(cx, request);
+  if (!target) return;
+  if (!(await cx.authorize(request, target))) return;
+  const { client } = cx;
+  log.request(client, `"${request.method} ${request.target} ${request.version}" 101 -`, "debug");
+  log.request(
+    client,
+    cx.peer.secure
+      ? `${client}: SSL/TLS (wss://) WebSocket connection`
+      : `${client}: Plain non-SSL (ws://) WebSocket connection`,
+  );
+  if (request.target !== "/") log.request(client, `${client}: Path: '${request.target}'`);
+
+  // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
+  if (settings.runOnce) cx.server.stopAccepting();
+  try {
+    await runSession(cx, verdict, rest, target);
+  } finally {
+    if (settings.runOnce) {
+      log.info(`${client}: exiting due to --run-once`);
+      cx.server.shutdown();
+    }
+  }
+}
+
+/** A token plugin's target for this request; undefined (logged) when there is none. */
+async function resolveTarget(
+  cx: Connection,
+  request: HttpRequest,
+): Promise<TargetSpec | undefined> {
+  const { settings, plugins, log } = cx.server;
+  const target = settings.target;
+  if (target.kind !== "token") return target;
+  const token = requestToken(request, target.hostToken);
+  if (token === undefined) {
+    log.info(`${cx.client}: Token not present`);
+    return undefined;
+  }
+  let found: TargetSpec | undefined;
+  try {
+    found = await cx.deadline.race(plugins.token!.lookup(token));
+  } catch (error) {
+    if (error instanceof DeadlineExpired) throw error;
+    log.error(`${cx.client}: token lookup failed: ${describeError(error)}`);
+    return undefined;
+  }
+  if (!found) log.info(`${cx.client}: Token '${token}' not found`);
+  return found;
+}
+
+/** 101, the target, the relay, the summary. */
+async function runSession(
+  cx: Connection,
+  verdict: Accepted,
+  rest: Uint8Array,
+  target: TargetSpec,
+): Promise<void> {
+  const { log, settings, timeouts } = cx.server;
+  const { client } = cx;
+  const targetText = describeTarget(target);
+  try {
+    await cx.deadline.race(writeAll(cx.stream, switchingProtocols(verdict)));
+  } catch (error) {
+    if (error instanceof DeadlineExpired) throw error;
+    return;
+  }
+  log.request(client, `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`);
+  let targetStream: ByteStream;
+  const connecting = connectTarget(target);
+  try {
+    targetStream = await cx.deadline.race(connecting);
+  } catch (error) {
+    if (error instanceof DeadlineExpired) {
+      // Shutdown while connecting: a connection that still succeeds is closed at once.
+      connecting.then(closeQuietly, () => {});
+      throw error;
+    }
+    log.request(client, `Failed to connect to ${targetText}: ${describeError(error)}`);
+    await refuseSession(cx, CloseCode.InternalError, "Failed to connect to downstream server");
+    return;
+  }
+
+  const observer: RelayObserver = {};
+  let recorder: SessionRecorder | undefined;
+  if (settings.record) {
+    try {
+      recorder = SessionRecorder.open(settings.record, cx.number);
+      log.request(client, `opening record file: ${recorder.path}`);
+      observer.fromClient = (bytes) => recorder!.fromClient(bytes);
+      observer.fromTarget = (bytes) => recorder!.fromTarget(bytes);
+    } catch (error) {
+      log.request(client, `cannot open the record file: ${describeError(error)}`, "error");
+    }
+  }
+  if (settings.traffic) {
+    writeStdout(TRAFFIC_LEGEND);
+    observer.traffic = writeStdout;
+  }
+  const relay = new Relay(cx.stream, targetStream, {
+    framing: verdict.framing,
+    closeTimeout: timeouts.close,
+    heartbeat: settings.heartbeat * 1000,
+    observer,
+  });
+  // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
+  cx.relay = relay;
+  let result: RelayResult;
+  try {
+    result = await relay.run(rest);
+  } finally {
+    recorder?.close();
+  }
+  logSessionEnd(cx, targetText, result);
+}
+
+/** Closes a WebSocket that never got a target: the close frame, then a bounded wait for the reply. */
+async function refuseSession(cx: Connection, code: number, reason: string): Promise<void> {
+  try {
+    cx.deadline.set(cx.server.timeouts.close);
+    await cx.deadline.race(writeAll(cx.stream, closeFrame(code, reason)));
+    await cx.drain(true);
+  } catch (error) {
+    // Client already gone.
+    if (error instanceof DeadlineExpired && error.why === "shutdown") throw error;
+  }
+}
+
+function logSessionEnd(cx: Connection, targetText: string, result: RelayResult): void {
+  const { log } = cx.server;
+  const { client } = cx;
+  if (result.closedBy === "target") {
+    log.request(client, `${targetText}: Target closed connection`, "debug");
+  } else {
+    log.request(client, `${targetText}: Client closed connection`, "debug");
+  }
+  log.request(client, `${targetText}: Closed target`, "debug");
+  log.request(
+    client,
+    `${targetText}: session ended by ${result.closedBy} (${result.code} ${result.reason}): ` +
+      `${result.bytesFromClient} bytes from client, ${result.bytesToClient} bytes to client, ` +
+      `${(result.durationMs / 1000).toFixed(2)} s`,
+  );
+}
+
+/** Printed on stdout at the start of each session with --traffic, as Python does. */
+const TRAFFIC_LEGEND = `Traffic Legend:
+    } - Client receive
+    }. - Client receive partial
+    { - Target receive
+
+    > - Target send
+    >. - Target send partial
+    < - Client send
+    <. - Client send partial
+`;
+
+const stdoutEncoder = new TextEncoder();
+
+function writeStdout(text: string): void {
+  try {
+    Deno.stdout.writeSync(stdoutEncoder.encode(text));
+  } catch {
+    // stdout closed (daemonized): traffic glyphs are best effort.
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The server side of one proxied WebSocket session as pure code: client bytes and target bytes in; what to
+ * forward to the target, what to send to the client, and how the session stands, out. No sockets, no timers:
+ * the relay (lib/relay.ts) does the I/O and asks this what it means.
+ *
+ * Rules kept here: the close is sent once and records who ended the session; a client close is echoed (its code,
+ * or 1000) after every byte before it was forwarded; pings are answered until we are closing; a protocol error
+ * closes with its code and ends the session on the client's next bytes (nothing after a failure is decoded);
+ * base64 framing both ways; heartbeat accounting (two unanswered pings: dead).
+ *
+ *     const session = new ServerSession("binary");
+ *     for (const action of session.receive(chunk)) ...   // forward / send / end
+ *     const frame = session.frameTargetData(buffer, headroom, n);
+ *
+ * @module
+ */
+
+import { Base64MessageDecoder, encodeBase64 } from "./base64.ts";
+import {
+  CloseCode,
+  encodeClosePayload,
+  encodeFrame,
+  MAX_SERVER_HEADER,
+  Opcode,
+  writeHeaderBefore,
+} from "./frames.ts";
+import type { Framing } from "./handshake.ts";
+import { Receiver } from "./receiver.ts";
+
+/** Who ended the session. */
+export type ClosedBy = "client" | "target" | "server" | "client-dropped" | "heartbeat";
+
+/** What the relay must do with one read's worth of client bytes, in this order. */
+export type SessionAction =
+  /** Write these bytes to the target (a view into the chunk given to `receive`). */
+  | { kind: "forward"; bytes: Uint8Array }
+  /** Send this frame to the client; `closing` when it is our close frame (the closing wait starts). */
+  | { kind: "send"; frame: Uint8Array; closing: boolean }
+  /** The client side is finished: once what was sent to it is written, close it. */
+  | { kind: "end" };
+
+/** A close frame, ready to send. */
+export function closeFrame(code: number, reason = ""): Uint8Array {
+  return encodeFrame(Opcode.Close, encodeClosePayload(code, reason));
+}
+
+/** The room a target read needs in front of its bytes for `frameTargetData` to frame them in place. */
+export const TARGET_HEADROOM = MAX_SERVER_HEADER;
+
+export class ServerSession {
+  readonly framing: Framing;
+  readonly #receiver = new Receiver();
+  readonly #base64 = new Base64MessageDecoder();
+  #closeSent = false;
+  #closeReceived = false;
+  /** The client can no longer be sent anything (it left, or was given up). */
+  #clientGone = false;
+  /** Client payload still goes to the target (not after a failure or a bad base64 message). */
+  #forwarding = true;
+  /** The client broke the protocol: its next bytes end the session. */
+  #failed = false;
+  #unansweredPings = 0;
+  #code: number = CloseCode.Abnormal;
+  #reason = "Connection closed abnormally";
+  #closedBy: ClosedBy = "client-dropped";
+
+  constructor(framing: Framing) {
+    this.framing = framing;
+  }
+
+  /** The session's close code (1006 while nobody closed it). */
+  get code(): number {
+    return this.#code;
+  }
+  get reason(): string {
+    return this.#reason;
+  }
+  get closedBy(): ClosedBy {
+    return this.#closedBy;
+  }
+  /** A close frame was sent or received: target data is no longer framed to the client. */
+  get closing(): boolean {
+    return this.#closeSent || this.#closeReceived || this.#clientGone;
+  }
+
+  /**
+   * Decodes one read of client bytes. Consecutive binary payload pieces are moved together in place in `chunk`,
+   * over the frame headers between them, so one read becomes one target write. The forwarded views point into
+   * `chunk`: it must not be reused until they have been written.
+   */
+  receive(chunk: Uint8Array): SessionAction[] {
+    if (this.#failed) return [{ kind: "end" }];
+    const actions: SessionAction[] = [];
+    // Payload is packed towards the front of the chunk: chunk[pending, fill) waits to be forwarded, and what
+    // lies before `pending` was already handed out in a forward action, so it is never written over.
+    let pending = 0;
+    let fill = 0;
+    const flush = () => {
+      if (fill > pending && this.#forwarding) {
+        actions.push({ kind: "forward", bytes: chunk.subarray(pending, fill) });
+      }
+      pending = fill;
+    };
+    for (const event of this.#receiver.receive(chunk)) {
+      switch (event.kind) {
+        case "data": {
+          if (this.framing === "base64" && event.text) {
+            flush();
+            this.#decodeBase64(event.payload, event.messageEnd, actions);
+            continue;
+          }
+          const piece = event.payload;
+          const from = piece.byteOffset - chunk.byteOffset;
+          if (from !== fill) chunk.copyWithin(fill, from, from + piece.length);
+          fill += piece.length;
+          continue;
+        }
+        case "ping":
+          flush();
+          if (!this.closing) {
+            actions.push({
+              kind: "send",
+              frame: encodeFrame(Opcode.Pong, event.payload),
+              closing: false,
+            });
+          }
+          continue;
+        case "pong":
+          this.#unansweredPings = 0;
+          continue;
+        case "close": {
+          flush();
+          this.#closeReceived = true;
+          // An echo of the client's close: its code (or 1000 when it sent none) and reason.
+          const echo = this.#beginClose(event.code ?? CloseCode.Normal, event.reason, "client");
+          if (echo) actions.push({ kind: "send", frame: echo, closing: true });
+          actions.push({ kind: "end" });
+          return actions;
+        }
+        case "error": {
+          flush();
+          // The connection has failed: nothing more the client sends can be decoded. Our close goes out; the
+          // client's next bytes (its close reply) or its EOF end the session.
+          const frame = this.#beginClose(event.code, event.reason, "server");
+          if (frame) actions.push({ kind: "send", frame, closing: true });
+          this.#forwarding = false;
+          this.#failed = true;
+          return actions;
+        }
+      }
+    }
+    flush();
+    return actions;
+  }
+
+  #decodeBase64(payload: Uint8Array, messageEnd: boolean, actions: SessionAction[]): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#base64.push(payload, messageEnd);
+    } catch {
+      const frame = this.#beginClose(CloseCode.InvalidData, "Invalid base64 data", "server");
+      if (frame) actions.push({ kind: "send", frame, closing: true });
+      this.#forwarding = false;
+      return;
+    }
+    if (bytes.length > 0 && this.#forwarding) actions.push({ kind: "forward", bytes });
+  }
+
+  /**
+   * Target bytes, read into `buffer` after `headroom` (at least TARGET_HEADROOM) bytes: the frame to send to
+   * the client (binary: the header written into the headroom, no copy; base64: a new text frame), or undefined
+   * when the session is closing and they are dropped.
+   */
+  frameTargetData(buffer: Uint8Array, headroom: number, n: number): Uint8Array | undefined {
+    if (this.closing) return undefined;
+    if (this.framing === "base64") {
+      const text = new TextEncoder().encode(encodeBase64(buffer.subarray(headroom, headroom + n)));
+      return encodeFrame(Opcode.Text, text);
+    }
+    const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
+    return buffer.subarray(start, headroom + n);
+  }
+
+  /**
+   * Closes the session from our side (target EOF 1000, target error 1011, shutdown 1001): the close frame to
+   * send, or undefined when a close was already sent or the client is gone. The first close decides the code,
+   * the reason and who ended the session.
+   */
+  close(code: number, reason: string, by: ClosedBy): Uint8Array | undefined {
+    return this.#beginClose(code, reason, by);
+  }
+
+  /** The client left without a close frame (`reason` says how, for the log). Nothing more is sent to it. */
+  clientGone(reason?: string): void {
+    if (!this.#closeSent && !this.#closeReceived && reason) this.#reason = reason;
+    this.#clientGone = true;
+  }
+
+  /**
+   * A heartbeat tick: an empty ping to send, "dead" when the client left the last two unanswered (the session
+   * ends as closed by the heartbeat), or undefined while closing.
+   */
+  heartbeat(): Uint8Array | "dead" | undefined {
+    if (this.closing) return undefined;
+    if (this.#unansweredPings >= 2) {
+      this.#code = CloseCode.Abnormal;
+      this.#reason = "No answer to 2 heartbeat pings";
+      this.#closedBy = "heartbeat";
+      this.#clientGone = true;
+      return "dead";
+    }
+    this.#unansweredPings++;
+    return encodeFrame(Opcode.Ping);
+  }
+
+  #beginClose(code: number, reason: string, by: ClosedBy): Uint8Array | undefined {
+    if (this.#closeSent || this.#clientGone) return undefined;
+    this.#closeSent = true;
+    this.#code = code;
+    this.#reason = reason;
+    this.#closedBy = by;
+    return closeFrame(code, reason);
+  }
+}
