@@ -1,6 +1,7 @@
 /**
  * Per-connection target selection (token plugins) and authentication (auth plugins), by Python websockify's
- * names and semantics (reference §5, §6). Python class paths cannot be loaded here; the built-in plugins are:
+ * names and semantics (reference §5, §6). Python class paths cannot be loaded here; the built-in plugins (their
+ * names are typed lists in settings.ts, and the command line refuses any other) are:
  *
  * - token: `TokenFile` (file or directory, re-read on every lookup), `ReadOnlyTokenFile` (read once),
  *   `TokenFileName` (the token names a file holding `host:port`), `UnixDomainSocketDirectory` (the token names a
