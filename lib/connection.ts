@@ -47,6 +47,12 @@ export interface ServerTimeouts {
   keepAlive: number;
   /** A `--web` response whose writes make no progress for this long is abandoned, the connection closed. */
   webWrite: number;
+  /**
+   * --heartbeat gives no verdict on a client while a write to its target is pending and has moved within this
+   * time: the client's pongs wait behind data a slow target has not taken yet (a kernel send buffer frees room
+   * in large steps, seconds apart for a slow reader). A target that took nothing for this long is stuck.
+   */
+  stuckTarget: number;
 }
 
 /** What a connection needs from the server that accepted it. */

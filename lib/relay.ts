@@ -31,7 +31,7 @@ import {
 
 export type { ClosedBy };
 
-/** A target write pending this long makes the relay check whether the client is still there. */
+/** A target write that has not moved for this long makes the relay check whether the client is still there. */
 const TARGET_STALL_MS = 500;
 /**
  * While a target write is stuck, at most this much client data is read ahead to find out whether the client
@@ -39,6 +39,11 @@ const TARGET_STALL_MS = 500;
  */
 const READ_AHEAD_LIMIT = 1024 * 1024;
 const READ_AHEAD_CHUNK = 64 * 1024;
+/**
+ * After the closing wait, a client that has our close and FIN but is still sending gets at most this much more
+ * time to read what was sent to it (its input is drained meanwhile).
+ */
+const CLOSE_LINGER_MS = 30_000;
 
 /**
  * Stuck target writes are found by one timer for the whole process, which runs while sessions exist and looks
@@ -83,6 +88,11 @@ export interface RelayOptions {
   closeTimeout?: number;
   /** Send an empty ping this often (ms); a client that leaves two unanswered is closed as dead. 0: never. */
   heartbeat?: number;
+  /**
+   * No heartbeat verdict while a target write is pending and has moved within this many ms (the client's
+   * pongs wait behind data the target has not taken). Default 30000.
+   */
+  stuckTarget?: number;
   /** Sees the payload as it goes through (session recording, traffic glyphs). */
   observer?: RelayObserver;
 }
@@ -118,6 +128,7 @@ export class Relay {
   readonly #closeTimeout: number;
   readonly #observer: RelayObserver;
   readonly #heartbeatMs: number;
+  readonly #stuckTargetMs: number;
   readonly #started = performance.now();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
@@ -131,9 +142,15 @@ export class Relay {
   #bytesToClient = 0;
   /** Client bytes read while a target write was stuck; the client pump takes them next. */
   #readAhead: ReadAhead | undefined;
-  /** When the pending target write began (undefined: none pending). */
-  #targetWriteSince: number | undefined;
+  /** While a target write is pending: when it last moved forward (undefined: none pending). */
+  #targetProgressAt: number | undefined;
   #targetWriteStuck = false;
+  /** Our close frame and a FIN have been written to the client. */
+  #finSent = false;
+  /** Reads from the client so far, and when our close frame was queued (did it keep sending after?). */
+  #clientReads = 0;
+  #readsAtClose = 0;
+  #shuttingDown = false;
 
   constructor(client: ByteStream, target: ByteStream, options: RelayOptions) {
     this.#client = client;
@@ -142,6 +159,7 @@ export class Relay {
     this.#closeTimeout = options.closeTimeout ?? 3000;
     this.#observer = options.observer ?? {};
     this.#heartbeatMs = options.heartbeat ?? 0;
+    this.#stuckTargetMs = options.stuckTarget ?? 30_000;
   }
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
@@ -175,7 +193,12 @@ export class Relay {
   /** A heartbeat tick: ping the client, or give it up when it left the last two pings unanswered. */
   #beat(): void {
     if (!this.#clientOpen) return;
-    const ping = this.#session.heartbeat();
+    // While a target write is pending the client is not read, so its pongs cannot be seen: behind a target
+    // that is merely slow (its write moved lately), no verdict on the client. Once the target is stuck, only
+    // a client that sent nothing at all (the read-ahead sees its bytes) is judged dead.
+    const progress = this.#targetProgressAt;
+    const judge = progress === undefined || performance.now() - progress >= this.#stuckTargetMs;
+    const ping = this.#session.heartbeat(judge);
     if (ping === "dead") {
       this.#clientOpen = false;
       closeQuietly(this.#client); // a dead peer reads no close frame
@@ -190,13 +213,10 @@ export class Relay {
 
   /** Server shutdown: close 1001 to the client, then the usual bounded close. */
   shutdown(reason = "Server shutting down"): void {
-    const sent = this.#close(CloseCode.GoingAway, reason, "server");
+    this.#shuttingDown = true; // the process is about to exit: no lingering past the closing wait
+    this.#close(CloseCode.GoingAway, reason, "server");
     this.#targetWritable = false;
     closeQuietly(this.#target);
-    // Nothing follows our close frame: a FIN right behind it lets even a slow reader read to the end. The
-    // client pump keeps reading (and dropping) what the client still sends, so that closing the socket at the
-    // end does not reset it and discard what is still on its way to the client.
-    if (sent) this.#clientWrites.then(() => this.#client.closeWrite()).catch(() => {});
   }
 
   // ---- client -> target ------------------------------------------------------------------------------------
@@ -220,6 +240,7 @@ export class Relay {
         const buffer = buffers.lend();
         const n = await this.#client.read(buffer);
         if (n === null) return;
+        this.#clientReads++;
         this.#observer.traffic?.("}");
         if (await this.#onClientChunk(buffer.subarray(0, n))) return;
         // Every byte of this read has been written to the target and seen by the observers: only now may the
@@ -255,7 +276,9 @@ export class Relay {
             ahead.ended = true;
             break;
           }
+          this.#clientReads++;
           this.#observer.traffic?.("}");
+          this.#session.clientActive();
           ahead.chunks.push(buffer.subarray(0, n));
           ahead.bytes += n;
         }
@@ -268,8 +291,8 @@ export class Relay {
 
   /** Called by the stall watch: a target write pending for TARGET_STALL_MS makes the relay watch the client. */
   checkTargetWrite(now: number): void {
-    if (this.#targetWriteSince === undefined || this.#targetWriteStuck) return;
-    if (now - this.#targetWriteSince < TARGET_STALL_MS) return;
+    if (this.#targetProgressAt === undefined || this.#targetWriteStuck) return;
+    if (now - this.#targetProgressAt < TARGET_STALL_MS) return;
     this.#targetWriteStuck = true;
     this.#watchClient();
   }
@@ -296,8 +319,7 @@ export class Relay {
         return false;
       case "send":
         if (action.closing) {
-          this.#sendToClient(action.frame).catch(() => {});
-          this.#startDeadline();
+          this.#sendCloseFrame(action.frame);
         } else {
           await this.#sendToClient(action.frame);
         }
@@ -310,10 +332,14 @@ export class Relay {
 
   async #writeToTarget(bytes: Uint8Array): Promise<void> {
     if (!this.#targetWritable || bytes.length === 0) return;
-    this.#targetWriteSince = performance.now();
+    this.#targetProgressAt = performance.now();
     writesInProgress.add(this);
     try {
-      await writeAll(this.#target, bytes);
+      // writeAll, noting each step forward: a slow target is not a stuck one.
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await this.#target.write(bytes.subarray(offset));
+        this.#targetProgressAt = performance.now();
+      }
       this.#bytesFromClient += bytes.length;
       this.#observer.fromClient?.(bytes);
       this.#observer.traffic?.(">");
@@ -322,7 +348,7 @@ export class Relay {
       this.#close(CloseCode.InternalError, "Target connection error", "target");
     } finally {
       writesInProgress.delete(this);
-      this.#targetWriteSince = undefined;
+      this.#targetProgressAt = undefined;
       this.#targetWriteStuck = false;
     }
   }
@@ -369,21 +395,41 @@ export class Relay {
   }
 
   /** Sends our close frame, unless one was sent already or the client is gone; starts the closing wait. */
-  #close(code: number, reason: string, by: ClosedBy): boolean {
-    if (!this.#clientOpen) return false;
+  #close(code: number, reason: string, by: ClosedBy): void {
+    if (!this.#clientOpen) return;
     const frame = this.#session.close(code, reason, by);
-    if (!frame) return false;
-    this.#sendToClient(frame).catch(() => {});
+    if (frame) this.#sendCloseFrame(frame);
+  }
+
+  /**
+   * Our close frame goes out after everything owed to the client, followed by a FIN: nothing follows it, and
+   * the FIN lets even a slow reader read to the end. The client pump keeps reading (and dropping) what the
+   * client still sends until its close reply, so the socket is never closed with unread bytes, which would
+   * reset it and discard what is still on its way to the client.
+   */
+  #sendCloseFrame(frame: Uint8Array): void {
+    this.#readsAtClose = this.#clientReads;
+    this.#sendToClient(frame).then(() => {
+      this.#finSent = true;
+      return this.#client.closeWrite();
+    }).catch(() => {});
     this.#startDeadline();
-    return true;
   }
 
   /** After this long, whatever is still pending is cut: both sockets are closed outright. */
   #startDeadline(): void {
     if (this.#deadline !== undefined) return;
     this.#deadline = setTimeout(() => {
-      closeQuietly(this.#client);
       closeQuietly(this.#target);
+      // A client that has our close frame and FIN but kept sending (a slow reader, not there yet) gets
+      // more time to read what was sent to it: closing now would reset it and lose those bytes. Its input
+      // is drained meanwhile; the wait is bounded, and not taken at shutdown (the process exits).
+      const stillSending = this.#clientReads > this.#readsAtClose;
+      if (this.#finSent && stillSending && this.#clientOpen && !this.#shuttingDown) {
+        this.#deadline = setTimeout(() => closeQuietly(this.#client), CLOSE_LINGER_MS);
+      } else {
+        closeQuietly(this.#client);
+      }
     }, this.#closeTimeout);
   }
 }

@@ -31,6 +31,7 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
   close: 3000,
   keepAlive: 15000,
   webWrite: WEB_WRITE_TIMEOUT,
+  stuckTarget: 30_000,
 };
 
 function isOutOfDescriptors(error: unknown): boolean {

@@ -149,6 +149,7 @@ async function runSession(
   const relay = new Relay(cx.stream, targetStream, {
     framing: verdict.framing,
     closeTimeout: timeouts.close,
+    stuckTarget: timeouts.stuckTarget,
     heartbeat: settings.heartbeat * 1000,
     observer,
   });

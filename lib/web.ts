@@ -257,6 +257,19 @@ export function parseRange(
 }
 
 /**
+ * `path` with its symlinks resolved, if that stays inside `root` (itself a real path); undefined when it leaves
+ * the root or does not exist. Every file served goes through this.
+ */
+async function confined(root: string, path: string): Promise<string | undefined> {
+  try {
+    const real = await Deno.realPath(path);
+    return real === root || real.startsWith(root + "/") ? real : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Serves one GET or HEAD request from the web root (`web.root` must be real, symlinks resolved, as
  * resolveSettings gives it: confinement compares paths). Writes the whole response; tells whether the connection
  * may carry another request. Every write must make progress within `writeTimeout` ms: a client that stops reading
@@ -306,18 +319,10 @@ async function respond(reply: Reply, web: WebSettings): Promise<WebOutcome> {
   if (target.kind === "bad") return await fail(400, target.reason);
   const { segments, trailingSlash, query } = target;
   if (!segments) return await fail(404, "File not found");
-  let path = [web.root, ...segments].join("/");
-  let info: Deno.FileInfo;
-  try {
-    // Confinement: the real path (symlinks resolved) must stay inside the real root.
-    path = await Deno.realPath(path);
-    if (path !== web.root && !path.startsWith(web.root + "/")) {
-      return await fail(404, "File not found");
-    }
-    info = await Deno.stat(path);
-  } catch {
-    return await fail(404, "File not found");
-  }
+  const path = await confined(web.root, [web.root, ...segments].join("/"));
+  if (!path) return await fail(404, "File not found");
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (!info) return await fail(404, "File not found");
 
   if (info.isDirectory) {
     if (!trailingSlash) {
@@ -332,12 +337,11 @@ async function respond(reply: Reply, web: WebSettings): Promise<WebOutcome> {
       return { status: 301, after };
     }
     for (const index of ["index.html", "index.htm"]) {
-      try {
-        const indexInfo = await Deno.stat(`${path}/${index}`);
-        if (indexInfo.isFile) {
-          return await sendFile(reply, `${path}/${index}`, indexInfo, connection, after);
-        }
-      } catch { /* try the next */ }
+      // An index file is a path like any other: a symlink out of the root is not followed.
+      const indexPath = await confined(web.root, `${path}/${index}`);
+      if (!indexPath) continue;
+      const indexInfo = await Deno.stat(indexPath).catch(() => undefined);
+      if (indexInfo?.isFile) return await sendFile(reply, indexPath, indexInfo, connection, after);
     }
     if (web.fileOnly) return await fail(404, "File not found");
     const body = await directoryListing(path, `/${segments.map((name) => `${name}/`).join("")}`);

@@ -416,3 +416,94 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the target closes while a slow reader is still sending: it still gets every byte, then close 1000", async () => {
+  const total = 12 << 20;
+  const target = new TcpTarget(async (conn) => {
+    const sink = new Uint8Array(65536);
+    const reading = (async () => {
+      while ((await conn.read(sink).catch(() => null)) !== null);
+    })();
+    const chunk = new Uint8Array(65536).fill(0x61);
+    for (let sent = 0; sent < total; sent += chunk.length) await writeAll(conn, chunk);
+    await conn.closeWrite();
+    await reading;
+  });
+  // A short closing wait (1 s): the client needs longer than that to read what the kernel holds for it.
+  const proxy = await startProxy([`127.0.0.1:${target.port}`], { close: 1000 });
+  try {
+    const client = await RawClient.open(proxy.port);
+    let done = false;
+    const uploading = (async () => {
+      while (!done) {
+        await client.sendFrame(Opcode.Binary, new Uint8Array(1000));
+        await sleep(10);
+      }
+    })().catch(() => {});
+    let bytes = 0;
+    let close: number | undefined;
+    while (true) {
+      const event = await client.next(20_000);
+      if (!event) break;
+      if (event.kind === "data") {
+        bytes += event.payload.length;
+        await sleep(event.payload.length / 3000); // about 3 MB/s
+      }
+      if (event.kind === "close") {
+        close = event.code;
+        break;
+      }
+    }
+    done = true;
+    await uploading;
+    assert.equal(bytes, total, "every byte the target sent");
+    assert.equal(close, 1000);
+    client.close();
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--heartbeat: a client that answers, behind a target slower than it sends, is not taken for dead", async () => {
+  let received = 0;
+  const target = new TcpTarget(async (conn) => {
+    const buffer = new Uint8Array(20_000);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      received += n;
+      await sleep(100); // about 200 KB/s: the client's pongs wait behind seconds of its data
+    }
+  });
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, "--heartbeat=1"]);
+  try {
+    const client = await RawClient.open(await proxy.port());
+    // One write queue: pongs go between frames, never inside one.
+    let writes = Promise.resolve();
+    const send = (opcode: number, payload: Uint8Array) =>
+      writes = writes.then(() => client.sendFrame(opcode, payload));
+    let pongs = 0;
+    const answering = (async () => {
+      while (true) {
+        const event = await client.next(30_000).catch(() => undefined);
+        if (!event || event.kind === "close") return event;
+        if (event.kind === "ping") {
+          pongs++;
+          send(Opcode.Pong, event.payload);
+        }
+      }
+    })();
+    const frame = new Uint8Array(50_000);
+    for (let i = 0; i < 160; i++) send(Opcode.Binary, frame); // 8 MB, queued at once
+    await sleep(7000);
+    assert.doesNotMatch(proxy.stderr, /session ended by heartbeat/, proxy.stderr.slice(-2000));
+    assert.ok(pongs >= 3, `pings answered: ${pongs}`);
+    assert.ok(received > 500_000, `the target is still being fed (${received} bytes)`);
+    client.close();
+    await answering;
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});

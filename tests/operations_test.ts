@@ -193,7 +193,10 @@ Deno.test("--heartbeat: empty pings; a client that answers stays, one that does 
 Deno.test("--heartbeat also ends a session whose client vanished while its target stopped reading", async () => {
   const release = Promise.withResolvers<void>();
   const stalled = new TcpTarget(async () => await release.promise); // accepts, never reads
-  const proxy = await startProxy([`127.0.0.1:${stalled.port}`, "--heartbeat=1"]);
+  // A target that takes nothing for 2 s counts as stuck here (30 s by default).
+  const proxy = await startProxy([`127.0.0.1:${stalled.port}`, "--heartbeat=1"], {
+    stuckTarget: 2000,
+  });
   try {
     const client = await RawClient.open(proxy.port);
     const frame = encodeFrame(Opcode.Binary, new Uint8Array(65536), { mask: MASK });

@@ -157,3 +157,15 @@ Deno.test("a client gone: no close is sent to it, the reason says how it left", 
   assert.equal(session.reason, "Client went away; target not reading");
   assert.deepEqual(closeFrame(1000, "x"), encodeFrame(Opcode.Close, new Uint8Array([3, 232, 120])));
 });
+
+Deno.test("heartbeat without judging (the client's answer cannot be seen yet): a ping, never a verdict", () => {
+  const session = new ServerSession("binary");
+  for (let i = 0; i < 5; i++) {
+    assert.equal(decode(session.heartbeat(false) as Uint8Array).kind, "ping");
+  }
+  assert.equal(decode(session.heartbeat() as Uint8Array).kind, "ping", "not dead: uncounted pings");
+  session.clientActive(); // bytes arrived (not decoded yet)
+  assert.equal(decode(session.heartbeat() as Uint8Array).kind, "ping");
+  assert.equal(decode(session.heartbeat() as Uint8Array).kind, "ping");
+  assert.equal(session.heartbeat(), "dead");
+});

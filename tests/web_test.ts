@@ -79,6 +79,8 @@ async function makeWebRoot(): Promise<{ root: string; outside: string; big: Uint
   await Deno.symlink(outside, `${root}/escape`);
   await Deno.symlink(`${outside}/secret.txt`, `${root}/secret-link.txt`);
   await Deno.symlink(`${root}/app/ui.js`, `${root}/inside-link.js`);
+  await Deno.mkdir(`${root}/linked-index`);
+  await Deno.symlink(`${outside}/secret.txt`, `${root}/linked-index/index.html`);
   return { root, outside, big };
 }
 
@@ -324,7 +326,7 @@ Deno.test("nasty request targets each get an HTTP status (400 for malformed ones
     );
   }));
 
-Deno.test("nothing outside the root: .., encoded .., NUL, backslashes, symlinks leaving the root", () =>
+Deno.test("nothing outside the root: .., encoded .., NUL, backslashes, symlinks leaving the root (index files too)", () =>
   withWeb([], async (base) => {
     for (
       const path of [
@@ -345,6 +347,9 @@ Deno.test("nothing outside the root: .., encoded .., NUL, backslashes, symlinks 
     }
     // `..` never climbs above the root: it stays inside and finds the index.
     assert.equal(text((await curl(`${base}/app/../index.html`)).body), "<h1>noVNC</h1>");
+    // A directory's index.html that links out of the root is not served as its index either.
+    const linked = await curl(`${base}/linked-index/`);
+    assert.doesNotMatch(text(linked.body), /outside the root/, "/linked-index/");
   }));
 
 /** This process's open descriptors (the proxy runs in it): fd number -> what it points to. */

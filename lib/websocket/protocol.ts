@@ -90,6 +90,8 @@ export class ServerSession {
    */
   receive(chunk: Uint8Array): SessionAction[] {
     if (this.#failed) return [{ kind: "end" }];
+    // Any bytes from the client show it is alive: a pong can sit behind data the target was slow to take.
+    if (chunk.length > 0) this.#unansweredPings = 0;
     const actions: SessionAction[] = [];
     // Payload is packed towards the front of the chunk: chunk[pending, fill) waits to be forwarded, and what
     // lies before `pending` was already handed out in a forward action, so it is never written over.
@@ -190,6 +192,11 @@ export class ServerSession {
     return this.#beginClose(code, reason, by);
   }
 
+  /** Client bytes arrived that are not decoded yet: the client is alive (heartbeat accounting). */
+  clientActive(): void {
+    this.#unansweredPings = 0;
+  }
+
   /** The client left without a close frame (`reason` says how, for the log). Nothing more is sent to it. */
   clientGone(reason?: string): void {
     if (!this.#closeSent && !this.#closeReceived && reason) this.#reason = reason;
@@ -197,11 +204,13 @@ export class ServerSession {
   }
 
   /**
-   * A heartbeat tick: an empty ping to send, "dead" when the client left the last two unanswered (the session
-   * ends as closed by the heartbeat), or undefined while closing.
+   * A heartbeat tick: an empty ping to send, "dead" when the client sent nothing at all (no pong, no data)
+   * since the last two pings (the session ends as closed by the heartbeat), or undefined while closing. With
+   * `judge` false the ping is sent but not counted (the client's answer could not be seen yet).
    */
-  heartbeat(): Uint8Array | "dead" | undefined {
+  heartbeat(judge = true): Uint8Array | "dead" | undefined {
     if (this.closing) return undefined;
+    if (!judge) return encodeFrame(Opcode.Ping);
     if (this.#unansweredPings >= 2) {
       this.#code = CloseCode.Abnormal;
       this.#reason = "No answer to 2 heartbeat pings";
