@@ -1,6 +1,6 @@
 // Read buffers sized to the traffic, lent one at a time.
 import assert from "node:assert/strict";
-import { LARGE_READ, ReadBuffers, SMALL_READ } from "../lib/io.ts";
+import { LARGE_READ, ReadBuffers, SMALL_READ } from "../../lib/io.ts";
 
 Deno.test("an idle stream waits on a small buffer; a full read switches to large; a drained read goes back", () => {
   const buffers = new ReadBuffers(10);

@@ -12,18 +12,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import WebSocketNode from "ws";
-import { withTestCerts } from "./certs.ts";
-import {
-  deadline,
-  liveMemoryKiB,
-  openFiles,
-  ProxyProcess,
-  sleep,
-  startProxy,
-  TcpTarget,
-  waitFor,
-} from "./helpers.ts";
-import { writeAll } from "../lib/io.ts";
+import { withTestCerts } from "../helpers/certs.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { liveMemoryKiB, openFiles } from "../helpers/system.ts";
+import { TcpTarget } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
+import { writeAll } from "../../lib/io.ts";
 
 const SEED = Number(Deno.env.get("ISOLATION_SEED") ?? Math.floor(Math.random() * 1e9));
 

@@ -1,8 +1,12 @@
 // The README's commands as written: `deno task start` with the documented service options (syslog to a datagram
 // socket under /dev), and a fresh machine that runs the proxy downloads only what the proxy needs.
 import assert from "node:assert/strict";
-import { Opcode } from "../lib/websocket/frames.ts";
-import { echoTarget, ProxyProcess, RawClient, ROOT, waitFor } from "./helpers.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
+import { ROOT } from "../helpers/paths.ts";
+import { ProxyProcess } from "../helpers/proxy.ts";
+import { RawClient } from "../helpers/raw_client.ts";
+import { echoTarget } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/waits.ts";
 
 const decoder = new TextDecoder();
 
@@ -281,8 +285,8 @@ Deno.test("a fresh machine: deno task start downloads only what the proxy needs 
       [
         "task",
         "test",
-        "tests/proxy_test.ts",
-        "tests/browser_test.ts",
+        "tests/e2e/proxy_test.ts",
+        "tests/e2e/browser_test.ts",
         "--filter=no test has this name",
       ],
       project,

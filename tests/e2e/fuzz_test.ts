@@ -34,20 +34,12 @@
 // another session's bytes in an echo, e.g. FUZZ_SEED=2, 12, 31 or 34.
 import assert from "node:assert/strict";
 import WebSocketNode from "ws";
-import { encodeClosePayload, encodeFrame, Opcode } from "../lib/websocket/frames.ts";
-import {
-  concat,
-  deadline,
-  echoTarget,
-  MASK,
-  ProxyProcess,
-  RawClient,
-  readToEnd,
-  sleep,
-  startProxy,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
+import { encodeClosePayload, encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { concat } from "../helpers/bytes.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
+import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const encoder = new TextEncoder();
 const text = (s: string) => encoder.encode(s);

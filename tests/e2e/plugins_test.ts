@@ -1,24 +1,19 @@
 // Token plugins (target per connection) and auth plugins, pure and end to end.
 import assert from "node:assert/strict";
-import { Opcode } from "../lib/websocket/frames.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
 import {
   createAuthPlugin,
   type ParsedTokens,
   parseTokenFile,
   parseTokenTarget,
   requestToken,
-} from "../lib/plugins.ts";
-import { makeCerts, sClient } from "./certs.ts";
-import {
-  echoTarget,
-  ProxyProcess,
-  RawClient,
-  startProxy,
-  TcpTarget,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
-import { writeAll } from "../lib/io.ts";
+} from "../../lib/plugins.ts";
+import { makeCerts, sClient } from "../helpers/certs.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
+import { echoTarget, TcpTarget } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/waits.ts";
+import { writeAll } from "../../lib/io.ts";
 
 const request = (target: string, headers: Record<string, string> = {}) => ({
   method: "GET",

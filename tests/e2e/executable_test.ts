@@ -1,9 +1,11 @@
 // The single executable: what build.sh embeds is what the program reads, and (where denort can be had) the
 // built executable runs, wrap mode included.
 import assert from "node:assert/strict";
-import { REBIND_SO } from "../lib/wrap.ts";
-import { Opcode } from "../lib/websocket/frames.ts";
-import { ProxyProcess, RawClient, ROOT } from "./helpers.ts";
+import { REBIND_SO } from "../../lib/wrap.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
+import { PEERS, ROOT } from "../helpers/paths.ts";
+import { ProxyProcess } from "../helpers/proxy.ts";
+import { RawClient } from "../helpers/raw_client.ts";
 
 Deno.test("build.sh embeds rebind.so at the path lib/wrap.ts reads it from", () => {
   const script = Deno.readTextFileSync(`${ROOT}build.sh`);
@@ -43,7 +45,7 @@ Deno.test({
       listener.close();
       const proxy = new ProxyProcess([], {
         shell:
-          `cd / && exec ${output} ${port} -- python3 ${ROOT}tests/peers/wrapped_server.py echo ${port}; #`,
+          `cd / && exec ${output} ${port} -- python3 ${PEERS}wrapped_server.py echo ${port}; #`,
       });
       try {
         await proxy.port();

@@ -3,8 +3,9 @@
 // target; a plain http:// page does the same over ws:// at the same time.
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { makeCerts } from "./certs.ts";
-import { echoTarget, startProxy } from "./helpers.ts";
+import { makeCerts } from "../helpers/certs.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { echoTarget } from "../helpers/targets.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const available = (() => {

@@ -1,11 +1,11 @@
 // Startup catches mistakes: each bad path or address stops the real process before it listens, with the option
 // and the path in the message and a non-zero exit, in the foreground and through the -D launcher.
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../lib/cli.ts";
-import { DAEMON_ENV } from "../lib/daemon.ts";
-import { parseSyslogHost } from "../lib/logsinks.ts";
-import { fsReason, resolveSettings } from "../lib/startup.ts";
-import { ProxyProcess } from "./helpers.ts";
+import { parseCommandLine } from "../../lib/cli.ts";
+import { DAEMON_ENV } from "../../lib/daemon.ts";
+import { parseSyslogHost } from "../../lib/logsinks.ts";
+import { fsReason, resolveSettings } from "../../lib/startup.ts";
+import { ProxyProcess } from "../helpers/proxy.ts";
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 

@@ -1,9 +1,12 @@
 // Wrap mode with real programs: rebind.so moves their bind() to a free loopback port, and the proxy forwards.
 import assert from "node:assert/strict";
-import { Opcode } from "../lib/websocket/frames.ts";
-import { deadline, ProxyProcess, RawClient, ROOT, sleep, waitFor } from "./helpers.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
+import { PEERS, ROOT } from "../helpers/paths.ts";
+import { ProxyProcess } from "../helpers/proxy.ts";
+import { RawClient } from "../helpers/raw_client.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
-const SERVER = `${ROOT}tests/peers/wrapped_server.py`;
+const SERVER = `${PEERS}wrapped_server.py`;
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

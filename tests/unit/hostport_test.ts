@@ -5,9 +5,9 @@ import {
   parsePort,
   splitHostOptionalPort,
   splitHostPort,
-} from "../lib/hostport.ts";
-import { parseSyslogHost } from "../lib/logsinks.ts";
-import { parseTokenTarget } from "../lib/plugins.ts";
+} from "../../lib/hostport.ts";
+import { parseSyslogHost } from "../../lib/logsinks.ts";
+import { parseTokenTarget } from "../../lib/plugins.ts";
 
 Deno.test("splitHostPort: the last colon splits; brackets leave the host", () => {
   assert.deepEqual(splitHostPort("h:1"), { host: "h", port: "1" });

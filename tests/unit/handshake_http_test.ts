@@ -6,7 +6,7 @@ import {
   isUpgradeRequest,
   negotiate,
   switchingProtocols,
-} from "../lib/websocket/handshake.ts";
+} from "../../lib/websocket/handshake.ts";
 import {
   BadRequestError,
   errorResponse,
@@ -14,8 +14,8 @@ import {
   type HttpRequest,
   parseRequestHead,
   readRequestHead,
-} from "../lib/http.ts";
-import type { ByteStream } from "../lib/io.ts";
+} from "../../lib/http.ts";
+import type { ByteStream } from "../../lib/io.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

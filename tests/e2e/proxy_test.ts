@@ -2,24 +2,13 @@
 // TCP targets: data integrity, the handshake over the wire, every close path, base64 mode, concurrency.
 import assert from "node:assert/strict";
 import WebSocketNode from "ws";
-import { LARGE_READ, writeAll } from "../lib/io.ts";
-import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
-import {
-  concat,
-  deadline,
-  echoTarget,
-  MASK,
-  ProxyProcess,
-  pseudoRandomBytes,
-  RawClient,
-  readToEnd,
-  sinkTarget,
-  sleep,
-  startProxy,
-  TcpTarget,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
+import { LARGE_READ, writeAll } from "../../lib/io.ts";
+import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { concat, pseudoRandomBytes } from "../helpers/bytes.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
+import { echoTarget, readToEnd, sinkTarget, TcpTarget } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

@@ -1,7 +1,7 @@
 // The command line: optparse habits and websockify's argument rules.
 import assert from "node:assert/strict";
-import { helpText, OPTIONS, parseCommandLine, UsageError } from "../lib/cli.ts";
-import { parseArgs } from "../lib/optparse.ts";
+import { helpText, OPTIONS, parseCommandLine, UsageError } from "../../lib/cli.ts";
+import { parseArgs } from "../../lib/optparse.ts";
 
 function settings(argv: string[]) {
   const command = parseCommandLine(argv, "/start");

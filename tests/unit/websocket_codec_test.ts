@@ -7,11 +7,11 @@ import {
   headerLength,
   Opcode,
   writeHeaderBefore,
-} from "../lib/websocket/frames.ts";
-import { Receiver, type ReceiverEvent } from "../lib/websocket/receiver.ts";
-import { Utf8Validator } from "../lib/websocket/utf8.ts";
-import { Base64MessageDecoder, encodeBase64 } from "../lib/websocket/base64.ts";
-import { pseudoRandomBytes } from "./helpers.ts";
+} from "../../lib/websocket/frames.ts";
+import { Receiver, type ReceiverEvent } from "../../lib/websocket/receiver.ts";
+import { Utf8Validator } from "../../lib/websocket/utf8.ts";
+import { Base64MessageDecoder, encodeBase64 } from "../../lib/websocket/base64.ts";
+import { pseudoRandomBytes } from "../helpers/bytes.ts";
 
 const hex = (text: string) =>
   new Uint8Array(text.split(/\s+/).filter((h) => h).map((h) => parseInt(h, 16)));

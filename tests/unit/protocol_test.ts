@@ -1,13 +1,13 @@
 // The session protocol as pure code: byte vectors in, actions out. No sockets.
 import assert from "node:assert/strict";
-import { CloseCode, encodeFrame, Opcode } from "../lib/websocket/frames.ts";
+import { CloseCode, encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import {
   closeFrame,
   ServerSession,
   type SessionAction,
   TARGET_HEADROOM,
-} from "../lib/websocket/protocol.ts";
-import { Receiver } from "../lib/websocket/receiver.ts";
+} from "../../lib/websocket/protocol.ts";
+import { Receiver } from "../../lib/websocket/receiver.ts";
 
 const MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 const text = (s: string) => new TextEncoder().encode(s);

@@ -1,19 +1,12 @@
 // The proxy as a real child process: command line, exit codes, signals, memory under a stalled target, running
 // out of file descriptors.
 import assert from "node:assert/strict";
-import { writeAll } from "../lib/io.ts";
-import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
-import {
-  deadline,
-  echoTarget,
-  MASK,
-  ProxyProcess,
-  RawClient,
-  sleep,
-  TcpTarget,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
+import { writeAll } from "../../lib/io.ts";
+import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { ProxyProcess } from "../helpers/proxy.ts";
+import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
+import { echoTarget, TcpTarget } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 Deno.test("--help exits 0 and lists the options; usage errors exit 2 with the reason", async () => {
   const help = new ProxyProcess(["--help"]);

@@ -1,17 +1,19 @@
 // The relay over in-memory stream pairs: the pumps, the half-close and the bounded closing wait, no sockets.
 import assert from "node:assert/strict";
-import { sleep } from "../lib/deadline.ts";
-import { writeAll } from "../lib/io.ts";
-import { Relay } from "../lib/relay.ts";
-import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
-import { Receiver, type ReceiverEvent } from "../lib/websocket/receiver.ts";
-import { memoryStreamPair } from "./memory_stream.ts";
+import { sleep } from "../../lib/deadline.ts";
+import { writeAll } from "../../lib/io.ts";
+import { Relay } from "../../lib/relay.ts";
+import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { Receiver, type ReceiverEvent } from "../../lib/websocket/receiver.ts";
+import { memoryStreamPair } from "../helpers/memory_stream.ts";
 
 const MASK = new Uint8Array([1, 2, 3, 4]);
 const text = (s: string) => new TextEncoder().encode(s);
 
 /** Reads everything the relay sends to the client until EOF, decoded. */
-async function clientEvents(stream: import("../lib/io.ts").ByteStream): Promise<ReceiverEvent[]> {
+async function clientEvents(
+  stream: import("../../lib/io.ts").ByteStream,
+): Promise<ReceiverEvent[]> {
   const receiver = new Receiver({ requireMask: false });
   const events: ReceiverEvent[] = [];
   const buffer = new Uint8Array(4096);

@@ -1,6 +1,6 @@
 // The static web server (--web) and the HTTP answers on the proxy's port, driven with curl and a raw client.
 import assert from "node:assert/strict";
-import { writeAll } from "../lib/io.ts";
+import { writeAll } from "../../lib/io.ts";
 import {
   directoryListing,
   directoryLocation,
@@ -9,18 +9,13 @@ import {
   parseWebTarget,
   urlPathSegments,
   wantsKeepAlive,
-} from "../lib/web.ts";
-import type { ServerTimeouts } from "../lib/server.ts";
-import {
-  deadline,
-  echoTarget,
-  pseudoRandomBytes,
-  RawClient,
-  readToEnd,
-  sleep,
-  startProxy,
-  waitFor,
-} from "./helpers.ts";
+} from "../../lib/web.ts";
+import type { ServerTimeouts } from "../../lib/server.ts";
+import { pseudoRandomBytes } from "../helpers/bytes.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { RawClient } from "../helpers/raw_client.ts";
+import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 interface CurlResult {
   status: number;

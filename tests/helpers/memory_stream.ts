@@ -5,7 +5,7 @@
  * fail as a closed socket's do). Written bytes are copied, so the writer may reuse its buffer at once.
  */
 
-import type { ByteStream } from "../lib/io.ts";
+import type { ByteStream } from "../../lib/io.ts";
 
 class Direction {
   readonly chunks: Uint8Array[] = [];

@@ -4,7 +4,7 @@
  * and a passphrase-protected copy of the server key.
  */
 
-import { sleep } from "../lib/deadline.ts";
+import { sleep } from "../../lib/deadline.ts";
 
 export interface TestCerts {
   dir: string;

@@ -1,21 +1,16 @@
 // TLS on the proxy's own port (sniffed), its options, and TLS toward the target. Real peers: openssl s_client,
 // Deno's TLS client, a TLS echo target.
 import assert from "node:assert/strict";
-import { Opcode } from "../lib/websocket/frames.ts";
-import { makeCerts, sClient, type TestCerts } from "./certs.ts";
-import {
-  echoTarget,
-  ProxyProcess,
-  RawClient,
-  readToEnd,
-  startProxy,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
-import { writeAll } from "../lib/io.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
+import { makeCerts, sClient, type TestCerts } from "../helpers/certs.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
+import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/waits.ts";
+import { writeAll } from "../../lib/io.ts";
 import { X509Certificate } from "node:crypto";
-import { issuerRights, verifyClientChain } from "../lib/tls.ts";
-import { targetCaCerts } from "../lib/targets.ts";
+import { issuerRights, verifyClientChain } from "../../lib/tls.ts";
+import { targetCaCerts } from "../../lib/targets.ts";
 
 let certs: TestCerts;
 

@@ -1,6 +1,8 @@
 // Python's `websockets` (Debian python3-websockets) as a strict third-party client.
 import assert from "node:assert/strict";
-import { echoTarget, ROOT, startProxy } from "./helpers.ts";
+import { PEERS } from "../helpers/paths.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { echoTarget } from "../helpers/targets.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -27,7 +29,7 @@ Deno.test({
     const proxy = await startProxy([`127.0.0.1:${target.port}`]);
     try {
       const output = await new Deno.Command(PYTHON, {
-        args: [`${ROOT}tests/peers/python_websockets_client.py`, proxy.url + "websockify"],
+        args: [`${PEERS}python_websockets_client.py`, proxy.url + "websockify"],
         stdout: "piped",
         stderr: "piped",
         signal: AbortSignal.timeout(40000),

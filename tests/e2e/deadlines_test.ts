@@ -2,24 +2,14 @@
 // accept, a client gone while its target stalls, a broken protocol, and a shutdown in every state of a
 // connection.
 import assert from "node:assert/strict";
-import { Opcode } from "../lib/websocket/frames.ts";
-import { withTestCerts } from "./certs.ts";
-import {
-  deadline,
-  echoTarget,
-  liveMemoryKiB,
-  openFiles,
-  ProxyProcess,
-  RawClient,
-  readToEnd,
-  sleep,
-  startProxy,
-  TcpTarget,
-  TLS_START,
-  upgradeRequest,
-  waitFor,
-} from "./helpers.ts";
-import { writeAll } from "../lib/io.ts";
+import { Opcode } from "../../lib/websocket/frames.ts";
+import { withTestCerts } from "../helpers/certs.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { RawClient, TLS_START, upgradeRequest } from "../helpers/raw_client.ts";
+import { liveMemoryKiB, openFiles } from "../helpers/system.ts";
+import { echoTarget, readToEnd, TcpTarget } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
+import { writeAll } from "../../lib/io.ts";
 
 const encoder = new TextEncoder();
 

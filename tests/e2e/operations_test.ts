@@ -1,26 +1,17 @@
 // Operations: session recording, heartbeat, run-once and timeouts, log file and syslog, daemon, inetd, traffic.
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { writeAll } from "../lib/io.ts";
-import { formatSyslog } from "../lib/logsinks.ts";
-import { escapeRecordPayload } from "../lib/record.ts";
-import { escapeControls } from "../lib/text.ts";
-import { encodeFrame, Opcode } from "../lib/websocket/frames.ts";
-import {
-  concat,
-  deadline,
-  echoTarget,
-  MASK,
-  ProxyProcess,
-  pseudoRandomBytes,
-  RawClient,
-  readToEnd,
-  ROOT,
-  sleep,
-  startProxy,
-  TcpTarget,
-  waitFor,
-} from "./helpers.ts";
+import { writeAll } from "../../lib/io.ts";
+import { formatSyslog } from "../../lib/logsinks.ts";
+import { escapeRecordPayload } from "../../lib/record.ts";
+import { escapeControls } from "../../lib/text.ts";
+import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { concat, pseudoRandomBytes } from "../helpers/bytes.ts";
+import { ROOT } from "../helpers/paths.ts";
+import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
+import { MASK, RawClient } from "../helpers/raw_client.ts";
+import { echoTarget, readToEnd, TcpTarget } from "../helpers/targets.ts";
+import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
