@@ -1,13 +1,9 @@
 // Startup catches mistakes: each bad path or address stops the real process before it listens, with the option
 // and the path in the message and a non-zero exit, in the foreground and through the -D launcher.
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../../lib/cli.ts";
 import { DAEMON_ENV } from "../../lib/daemon.ts";
-import { parseSyslogHost } from "../../lib/logsinks.ts";
-import { fsReason, resolveSettings } from "../../lib/startup.ts";
+import { escapeRegExp } from "../helpers/bytes.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
-
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 interface Case {
   what: string;
@@ -49,22 +45,24 @@ Deno.test("startup: a bad --pid-file, --log-file, --record, --token-source, --sy
         what: "pid file in a missing directory",
         args: ["127.0.0.1:1", `--pid-file=${missing}/ws.pid`],
         message: new RegExp(
-          `websockify: error: --pid-file '${escape(missing)}/ws\\.pid': No such file or directory`,
+          `websockify: error: --pid-file '${
+            escapeRegExp(missing)
+          }/ws\\.pid': No such file or directory`,
         ),
       },
       {
         what: "log file under a regular file",
         args: ["127.0.0.1:1", `--log-file=${file}/ws.log`],
         message: new RegExp(
-          `--log-file '${escape(file)}/ws\\.log': Not a directory`,
+          `--log-file '${escapeRegExp(file)}/ws\\.log': Not a directory`,
         ),
       },
       {
         what: "record directory missing",
         args: ["127.0.0.1:1", `--record=${missing}/session`],
         message: new RegExp(
-          `--record '${escape(missing)}/session': cannot create files in '${
-            escape(missing)
+          `--record '${escapeRegExp(missing)}/session': cannot create files in '${
+            escapeRegExp(missing)
           }': No such file`,
         ),
       },
@@ -72,7 +70,7 @@ Deno.test("startup: a bad --pid-file, --log-file, --record, --token-source, --sy
         what: "record directory is a file",
         args: ["127.0.0.1:1", `--record=${file}/session`],
         message: new RegExp(
-          `--record '${escape(file)}/session': .*Not a directory`,
+          `--record '${escapeRegExp(file)}/session': .*Not a directory`,
         ),
       },
       ...[
@@ -86,21 +84,21 @@ Deno.test("startup: a bad --pid-file, --log-file, --record, --token-source, --sy
         what: `${plugin} source missing`,
         args: [`--token-plugin=${plugin}`, `--token-source=${missing}/tokens`],
         message: new RegExp(
-          `--token-source '${escape(missing)}/tokens': No such file or directory`,
+          `--token-source '${escapeRegExp(missing)}/tokens': No such file or directory`,
         ),
       })),
       {
         what: "--target-config missing",
         args: [`--target-config=${missing}/tokens`],
         message: new RegExp(
-          `--target-config '${escape(missing)}/tokens': No such file`,
+          `--target-config '${escapeRegExp(missing)}/tokens': No such file`,
         ),
       },
       {
         what: "TokenFileName given a file",
         args: ["--token-plugin=TokenFileName", `--token-source=${dir}/tokens`],
         message: new RegExp(
-          `--token-source '${escape(dir)}/tokens': not a directory`,
+          `--token-source '${escapeRegExp(dir)}/tokens': not a directory`,
         ),
       },
       {
@@ -112,13 +110,13 @@ Deno.test("startup: a bad --pid-file, --log-file, --record, --token-source, --sy
         what: "syslog socket missing",
         args: ["127.0.0.1:1", `--syslog=${missing}/log`],
         message: new RegExp(
-          `--syslog '${escape(missing)}/log': No such file or directory`,
+          `--syslog '${escapeRegExp(missing)}/log': No such file or directory`,
         ),
       },
       {
         what: "syslog path not a socket",
         args: ["127.0.0.1:1", `--syslog=${file}`],
-        message: new RegExp(`--syslog '${escape(file)}': not a socket`),
+        message: new RegExp(`--syslog '${escapeRegExp(file)}': not a socket`),
       },
       {
         what: "syslog bad port",
@@ -133,7 +131,7 @@ Deno.test("startup: a bad --pid-file, --log-file, --record, --token-source, --sy
         what: "record directory not writable",
         args: ["127.0.0.1:1", `--record=${dir}/readonly/session`],
         message: new RegExp(
-          `--record '${escape(dir)}/readonly/session': .*Permission denied`,
+          `--record '${escapeRegExp(dir)}/readonly/session': .*Permission denied`,
         ),
       });
     }
@@ -202,7 +200,9 @@ Deno.test("startup: 'Address already in use' names the address (TCP, every inter
       assert.match(
         proxy.stderr,
         new RegExp(
-          `Opening socket failed: cannot listen on ${escape(address)}: Address already in use`,
+          `Opening socket failed: cannot listen on ${
+            escapeRegExp(address)
+          }: Address already in use`,
         ),
       );
     }
@@ -214,7 +214,9 @@ Deno.test("startup: 'Address already in use' names the address (TCP, every inter
     assert.match(
       unix.stderr,
       new RegExp(
-        `Opening socket failed: cannot listen on unix socket ${escape(dir)}/missing/ws\\.sock: `,
+        `Opening socket failed: cannot listen on unix socket ${
+          escapeRegExp(dir)
+        }/missing/ws\\.sock: `,
       ),
     );
   } finally {
@@ -239,7 +241,7 @@ Deno.test("startup under -D: the launcher exits 1 with the reason, whether the l
     assert.match(
       pidFile.stderr,
       new RegExp(
-        `--pid-file '${escape(dir)}/no/ws\\.pid': No such file or directory`,
+        `--pid-file '${escapeRegExp(dir)}/no/ws\\.pid': No such file or directory`,
       ),
     );
     // Found by the daemon (the port is taken): the launcher hears it through the status file.
@@ -270,64 +272,6 @@ Deno.test("startup under -D: the launcher exits 1 with the reason, whether the l
     }
   } finally {
     taken.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("fsReason drops Deno's trailing operation and path; parseSyslogHost reads every address form", () => {
-  assert.equal(
-    fsReason(
-      new Deno.errors.NotFound(
-        "No such file or directory (os error 2): open '/x/y'",
-      ),
-    ),
-    "No such file or directory (os error 2)",
-  );
-  assert.equal(
-    fsReason(
-      new Deno.errors.NotFound(
-        "No such file or directory (os error 2): tmpfile",
-      ),
-    ),
-    "No such file or directory (os error 2)",
-  );
-  assert.deepEqual(parseSyslogHost("logs.example"), {
-    host: "logs.example",
-    port: 514,
-  });
-  assert.deepEqual(parseSyslogHost("logs.example:1514"), {
-    host: "logs.example",
-    port: 1514,
-  });
-  assert.deepEqual(parseSyslogHost("[::1]"), { host: "::1", port: 514 });
-  assert.deepEqual(parseSyslogHost("[::1]:1514"), { host: "::1", port: 1514 });
-  assert.deepEqual(parseSyslogHost("fe80::1"), { host: "fe80::1", port: 514 });
-  assert.throws(() => parseSyslogHost("host:0"), /--syslog 'host:0': bad port/);
-  assert.throws(() => parseSyslogHost("host:x"), /bad port/);
-  assert.throws(() => parseSyslogHost(":514"), /no host/);
-});
-
-Deno.test("resolveSettings returns new settings with the real --web root and leaves the given ones alone", async () => {
-  const dir = await Deno.realPath(await Deno.makeTempDir());
-  try {
-    await Deno.mkdir(`${dir}/real`);
-    await Deno.symlink(`${dir}/real`, `${dir}/link`);
-    const command = parseCommandLine(["6080", "h:1", "--web", "link", "--cert", "none.pem"], dir);
-    if (command.kind !== "run") throw new Error("not a run command");
-    const given = structuredClone(command.settings);
-    const resolved = await resolveSettings(command.settings);
-    if ("problem" in resolved) throw new Error(resolved.problem.message);
-    assert.equal(resolved.settings.web?.root, `${dir}/real`);
-    assert.deepEqual(command.settings, given, "the parsed settings are unchanged");
-    assert.deepEqual({ ...resolved.settings, web: given.web }, given, "only web.root differs");
-
-    const missing = parseCommandLine(["6080", "h:1", "--web", "gone", "--cert", "none.pem"], dir);
-    if (missing.kind !== "run") throw new Error("not a run command");
-    const refused = await resolveSettings(missing.settings);
-    assert.ok("problem" in refused);
-    assert.equal(refused.problem.exitCode, 2);
-    assert.match(refused.problem.message, new RegExp(`^--web '${escape(dir)}/gone': `));
-  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -2,15 +2,19 @@
 // Deno's TLS client, a TLS echo target.
 import assert from "node:assert/strict";
 import { Opcode } from "../../lib/websocket/frames.ts";
-import { makeCerts, sClient, type TestCerts } from "../helpers/certs.ts";
+import {
+  type ClientChain,
+  clientChains,
+  makeCerts,
+  opensslVerifies,
+  sClient,
+  type TestCerts,
+} from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget, readToEnd } from "../helpers/targets.ts";
 import { waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
-import { X509Certificate } from "node:crypto";
-import { issuerRights, verifyClientChain } from "../../lib/tls.ts";
-import { targetCaCerts } from "../../lib/targets.ts";
 
 let certs: TestCerts;
 
@@ -385,91 +389,6 @@ Deno.test("--ssl-target sends SNI (the target's host name) and verifies the cert
     }
   }));
 
-Deno.test("client chain checks: dates, issuer links, trusted roots", () =>
-  withCerts(async () => {
-    const load = async (path: string) => new X509Certificate(await Deno.readTextFile(path));
-    const ca = await load(certs.ca);
-    const client = await load(certs.clientCert);
-    const untrusted = await load(certs.untrustedCert);
-    assert.doesNotThrow(() => verifyClientChain([client], [ca]));
-    assert.doesNotThrow(
-      () => verifyClientChain([client, ca], [ca]),
-      "a chain that includes its root",
-    );
-    assert.throws(() => verifyClientChain([untrusted], [ca]), /not issued by a trusted CA/);
-    assert.throws(() => verifyClientChain([client, untrusted], [ca]), /chain is broken/);
-    assert.throws(
-      () => verifyClientChain([client], [ca], new Date(Date.now() + 10 * 86400_000)),
-      /not valid now/,
-    );
-    assert.throws(() => verifyClientChain([], [ca]), /no client certificate/);
-  }));
-
-Deno.test("--ssl-target trusts the system CA bundle (as Python does) plus --ssl-target-cafile", async () => {
-  const system = await Deno.readTextFile("/etc/ssl/certs/ca-certificates.crt").catch(() =>
-    undefined
-  );
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/private.pem`, "PRIVATE CA");
-    const roots = await targetCaCerts(`${dir}/private.pem`);
-    assert.equal(roots.at(-1), "PRIVATE CA");
-    if (system) assert.equal(roots[0], system);
-    assert.deepEqual(await targetCaCerts(undefined), system ? [system] : []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-/** Client chains for the CA-rights checks, each issued with openssl; `intermediates` are listed leaf side first. */
-async function clientChains(certs: TestCerts) {
-  const client = "extendedKeyUsage=clientAuth\n";
-  const ca = (extra: string) => `basicConstraints=critical,CA:TRUE${extra}\n`;
-  // A CA-issued end-entity certificate used as if it were a CA (the attack).
-  const endEntity = await certs.issue("leaf", "leaf", `basicConstraints=CA:FALSE\n${client}`);
-  const forged = await certs.issue("forged-admin", "admin", client, endEntity);
-  // An intermediate allowed no CA below it, which signs a CA anyway.
-  const pathLenZero = await certs.issue(
-    "pathlen0",
-    "pathlen0",
-    ca(",pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign"),
-  );
-  const subCa = await certs.issue("sub-ca", "sub-ca", ca("\nkeyUsage=keyCertSign"), pathLenZero);
-  const tooDeep = await certs.issue("too-deep-admin", "admin", client, subCa);
-  // A CA whose keyUsage does not include keyCertSign.
-  const noCertSign = await certs.issue(
-    "no-certsign",
-    "no-certsign",
-    ca("\nkeyUsage=digitalSignature"),
-  );
-  const noCertSignChild = await certs.issue("no-certsign-admin", "admin", client, noCertSign);
-  // A proper intermediate CA.
-  const proper = await certs.issue("proper-admin", "admin", client, pathLenZero);
-  return {
-    forged: { leaf: forged, intermediates: [endEntity] },
-    tooDeep: { leaf: tooDeep, intermediates: [subCa, pathLenZero] },
-    noCertSign: { leaf: noCertSignChild, intermediates: [noCertSign] },
-    proper: { leaf: proper, intermediates: [pathLenZero] },
-  };
-}
-
-type ClientChain = { leaf: { cert: string; key: string }; intermediates: { cert: string }[] };
-
-/** `openssl verify` of a chain against the test CA: the reference verdict. */
-async function opensslVerifies(certs: TestCerts, chain: ClientChain): Promise<boolean> {
-  const untrusted = `${certs.dir}/untrusted-${crypto.randomUUID()}.pem`;
-  await Deno.writeTextFile(
-    untrusted,
-    (await Promise.all(chain.intermediates.map((c) => Deno.readTextFile(c.cert)))).join(""),
-  );
-  const output = await new Deno.Command("openssl", {
-    args: ["verify", "-CAfile", certs.ca, "-untrusted", untrusted, chain.leaf.cert],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return output.success;
-}
-
 Deno.test("--verify-client: every issuer in a client chain must be a CA (basicConstraints, pathLen, keyCertSign)", () =>
   withCerts(async () => {
     const chains = await clientChains(certs);
@@ -522,79 +441,6 @@ Deno.test("--verify-client: every issuer in a client chain must be a CA (basicCo
       await proxy.stop();
       await target.close();
     }
-  }));
-
-Deno.test("verifyClientChain: CA rights of every issuer, as openssl verify judges them", () =>
-  withCerts(async () => {
-    const chains = await clientChains(certs);
-    const load = async (path: string) => new X509Certificate(await Deno.readTextFile(path));
-    const ca = await load(certs.ca);
-    const asPresented = async (chain: ClientChain) =>
-      await Promise.all([chain.leaf, ...chain.intermediates].map((c) => load(c.cert)));
-    for (const name of ["forged", "tooDeep", "noCertSign", "proper"] as const) {
-      const presented = await asPresented(chains[name]);
-      let ours = true;
-      try {
-        verifyClientChain(presented, [ca]);
-      } catch {
-        ours = false;
-      }
-      assert.equal(
-        ours,
-        await opensslVerifies(certs, chains[name]),
-        `${name}: same verdict as openssl`,
-      );
-    }
-    const forged = await asPresented(chains.forged);
-    assert.throws(() => verifyClientChain(forged, [ca]), /'CN=leaf' is not a CA/);
-    // The CA-issued client certificate has no basicConstraints at all: no CA either.
-    const client = await load(certs.clientCert);
-    const signedByClient = await certs.issue("by-client", "admin", "", {
-      cert: certs.clientCert,
-      key: certs.clientKey,
-    });
-    assert.throws(
-      () =>
-        verifyClientChain(
-          [new X509Certificate(Deno.readTextFileSync(signedByClient.cert)), client],
-          [ca],
-        ),
-      /'CN=client1' is not a CA/,
-    );
-    // A trusted entry is held to the same rules: a non-CA in the bundle issues nothing ...
-    const endEntity = forged[1];
-    assert.throws(() => verifyClientChain([forged[0]], [endEntity]), /'CN=leaf' is not a CA/);
-    // ... and a trusted intermediate's pathLen counts the CAs presented below it.
-    const tooDeep = await asPresented(chains.tooDeep);
-    const pathLenZero = tooDeep[2];
-    assert.throws(
-      () => verifyClientChain(tooDeep.slice(0, 2), [pathLenZero]),
-      /path length constraint of 'CN=pathlen0' exceeded \(1 intermediate CAs below it, at most 0/,
-    );
-    const proper = await asPresented(chains.proper);
-    assert.doesNotThrow(() => verifyClientChain(proper, [ca]));
-    assert.doesNotThrow(() => verifyClientChain([...proper, ca], [ca]), "with the root included");
-    assert.doesNotThrow(
-      () => verifyClientChain(proper.slice(0, 1), [pathLenZero]),
-      "trusted intermediate",
-    );
-    const noCertSign = await asPresented(chains.noCertSign);
-    assert.throws(() => verifyClientChain(noCertSign, [ca]), /lacks keyCertSign/);
-    const rights = issuerRights(pathLenZero);
-    assert.deepEqual({ ...rights, keyUsage: rights.keyUsage?.toSorted() }, {
-      hasBasicConstraints: true,
-      ca: true,
-      pathLen: 0,
-      keyUsage: ["crlSign", "keyCertSign"],
-      v1: false,
-    });
-    assert.deepEqual(issuerRights(client), {
-      hasBasicConstraints: false,
-      ca: false,
-      pathLen: undefined,
-      keyUsage: undefined,
-      v1: false,
-    });
   }));
 
 Deno.test("startup: a private key that does not belong to the certificate is refused, naming both files", () =>

@@ -1,4 +1,7 @@
-/** Bytes and text for tests: joining chunks, reproducible pseudo-random data, the control characters no log shows raw. */
+/**
+ * Bytes and text for tests: joining chunks, reproducible pseudo-random data, the control characters no log shows
+ * raw, a regular expression matching a literal text.
+ */
 
 export function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
@@ -26,3 +29,8 @@ export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
 /** Control characters that must never reach a log raw (a newline only ends a line). */
 // deno-lint-ignore no-control-regex
 export const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** `text` with the regular expression syntax escaped, to match it literally inside a RegExp. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

@@ -1,7 +1,8 @@
 /**
  * Certificates for the TLS tests, made fresh with openssl in a temporary directory: a CA, a server certificate it
  * signed (localhost and 127.0.0.1), a client certificate it signed, an untrusted self-signed client certificate,
- * and a passphrase-protected copy of the server key.
+ * and a passphrase-protected copy of the server key. Also client chains whose issuers lack CA rights, with
+ * `openssl verify`'s verdict on each (the reference for the proxy's own chain checks).
  */
 
 import { sleep } from "../../lib/deadline.ts";
@@ -225,4 +226,57 @@ export async function withTestCerts(
   } finally {
     await certs.remove();
   }
+}
+
+/** Client chains for the CA-rights checks, each issued with openssl; `intermediates` are listed leaf side first. */
+export async function clientChains(certs: TestCerts) {
+  const client = "extendedKeyUsage=clientAuth\n";
+  const ca = (extra: string) => `basicConstraints=critical,CA:TRUE${extra}\n`;
+  // A CA-issued end-entity certificate used as if it were a CA (the attack).
+  const endEntity = await certs.issue("leaf", "leaf", `basicConstraints=CA:FALSE\n${client}`);
+  const forged = await certs.issue("forged-admin", "admin", client, endEntity);
+  // An intermediate allowed no CA below it, which signs a CA anyway.
+  const pathLenZero = await certs.issue(
+    "pathlen0",
+    "pathlen0",
+    ca(",pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign"),
+  );
+  const subCa = await certs.issue("sub-ca", "sub-ca", ca("\nkeyUsage=keyCertSign"), pathLenZero);
+  const tooDeep = await certs.issue("too-deep-admin", "admin", client, subCa);
+  // A CA whose keyUsage does not include keyCertSign.
+  const noCertSign = await certs.issue(
+    "no-certsign",
+    "no-certsign",
+    ca("\nkeyUsage=digitalSignature"),
+  );
+  const noCertSignChild = await certs.issue("no-certsign-admin", "admin", client, noCertSign);
+  // A proper intermediate CA.
+  const proper = await certs.issue("proper-admin", "admin", client, pathLenZero);
+  return {
+    forged: { leaf: forged, intermediates: [endEntity] },
+    tooDeep: { leaf: tooDeep, intermediates: [subCa, pathLenZero] },
+    noCertSign: { leaf: noCertSignChild, intermediates: [noCertSign] },
+    proper: { leaf: proper, intermediates: [pathLenZero] },
+  };
+}
+
+/** A leaf and the intermediates presented with it (leaf side first). */
+export type ClientChain = {
+  leaf: { cert: string; key: string };
+  intermediates: { cert: string }[];
+};
+
+/** `openssl verify` of a chain against the test CA: the reference verdict. */
+export async function opensslVerifies(certs: TestCerts, chain: ClientChain): Promise<boolean> {
+  const untrusted = `${certs.dir}/untrusted-${crypto.randomUUID()}.pem`;
+  await Deno.writeTextFile(
+    untrusted,
+    (await Promise.all(chain.intermediates.map((c) => Deno.readTextFile(c.cert)))).join(""),
+  );
+  const output = await new Deno.Command("openssl", {
+    args: ["verify", "-CAfile", certs.ca, "-untrusted", untrusted, chain.leaf.cert],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return output.success;
 }
