@@ -3,11 +3,12 @@
 // connection.
 import assert from "node:assert/strict";
 import { Opcode } from "../../lib/websocket/frames.ts";
+import { readToEnd } from "../helpers/bytes.ts";
 import { withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { RawClient, TLS_START, upgradeRequest } from "../helpers/raw_client.ts";
 import { liveMemoryKiB, openFiles } from "../helpers/system.ts";
-import { echoTarget, readToEnd, TcpTarget } from "../helpers/targets.ts";
+import { echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
 

@@ -35,10 +35,10 @@
 import assert from "node:assert/strict";
 import WebSocketNode from "ws";
 import { encodeClosePayload, encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
-import { concat } from "../helpers/bytes.ts";
+import { concat, readToEnd } from "../helpers/bytes.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
-import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { echoTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const encoder = new TextEncoder();

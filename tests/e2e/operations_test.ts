@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
-import { concat, pseudoRandomBytes, RAW_CONTROL } from "../helpers/bytes.ts";
+import { concat, pseudoRandomBytes, RAW_CONTROL, readToEnd } from "../helpers/bytes.ts";
 import { ROOT } from "../helpers/paths.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { MASK, RawClient } from "../helpers/raw_client.ts";
-import { echoTarget, readToEnd, TcpTarget } from "../helpers/targets.ts";
+import { echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);

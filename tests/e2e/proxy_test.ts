@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import WebSocketNode from "ws";
 import { LARGE_READ, writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
-import { concat, pseudoRandomBytes } from "../helpers/bytes.ts";
+import { concat, pseudoRandomBytes, readToEnd } from "../helpers/bytes.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
-import { echoTarget, readToEnd, sinkTarget, TcpTarget } from "../helpers/targets.ts";
+import { echoTarget, sinkTarget, TcpTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);

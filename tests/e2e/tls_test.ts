@@ -2,6 +2,7 @@
 // Deno's TLS client, a TLS echo target.
 import assert from "node:assert/strict";
 import { Opcode } from "../../lib/websocket/frames.ts";
+import { readToEnd } from "../helpers/bytes.ts";
 import {
   type ClientChain,
   clientChains,
@@ -12,7 +13,7 @@ import {
 } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
-import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { echoTarget } from "../helpers/targets.ts";
 import { waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
 

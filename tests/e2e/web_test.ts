@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../../lib/io.ts";
 import type { ServerTimeouts } from "../../lib/server.ts";
-import { pseudoRandomBytes } from "../helpers/bytes.ts";
+import { pseudoRandomBytes, readToEnd } from "../helpers/bytes.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { RawClient } from "../helpers/raw_client.ts";
-import { echoTarget, readToEnd } from "../helpers/targets.ts";
+import { echoTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 interface CurlResult {

@@ -1,5 +1,5 @@
 /**
- * Bytes and text for tests: joining chunks, reproducible pseudo-random data, the control characters no log shows
+ * Bytes and text for tests: joining chunks, reading a stream to its end, reproducible pseudo-random data, the control characters no log shows
  * raw, a regular expression matching a literal text.
  */
 
@@ -11,6 +11,22 @@ export function concat(parts: Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return out;
+}
+
+/** Reads a stream until EOF (or an error, which ends it too). */
+export async function readToEnd(
+  stream: { read(buffer: Uint8Array): Promise<number | null> },
+): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buffer = new Uint8Array(65536);
+  try {
+    while (true) {
+      const n = await stream.read(buffer);
+      if (n === null) break;
+      parts.push(buffer.slice(0, n));
+    }
+  } catch { /* reset: what arrived is what we have */ }
+  return concat(parts);
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */

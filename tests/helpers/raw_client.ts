@@ -7,8 +7,7 @@ import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
 import { encodeFrame } from "../../lib/websocket/frames.ts";
 import { Receiver, type ReceiverEvent } from "../../lib/websocket/receiver.ts";
-import { concat } from "./bytes.ts";
-import { readToEnd } from "./targets.ts";
+import { concat, readToEnd } from "./bytes.ts";
 import { deadline } from "./waits.ts";
 
 /** The start of a TLS ClientHello: enough for the proxy to begin a handshake, not to finish one. */

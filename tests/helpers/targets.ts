@@ -1,7 +1,7 @@
 /** Real TCP targets on loopback for the proxy to connect to: a handler per connection, an echo, a sink. */
 
 import { writeAll } from "../../lib/io.ts";
-import { concat } from "./bytes.ts";
+import { readToEnd } from "./bytes.ts";
 
 /** A real TCP server on loopback; `handler` runs per connection. Tracks its connections for tests. */
 export class TcpTarget {
@@ -66,18 +66,4 @@ export function sinkTarget(): TcpTarget & { received: Promise<Uint8Array>[] } {
     resolve(await readToEnd(conn));
   });
   return Object.assign(target, { received });
-}
-
-/** Reads a stream until EOF (or an error, which ends it too). */
-export async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  const buffer = new Uint8Array(65536);
-  try {
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      parts.push(buffer.slice(0, n));
-    }
-  } catch { /* reset: what arrived is what we have */ }
-  return concat(parts);
 }

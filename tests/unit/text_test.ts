@@ -1,6 +1,6 @@
-// Client text made safe (lib/text.ts): control characters escaped for logs and headers.
+// Client text made safe (lib/text.ts): control characters escaped for logs and headers, HTML escaping.
 import assert from "node:assert/strict";
-import { escapeControls } from "../../lib/text.ts";
+import { escapeControls, escapeHtml } from "../../lib/text.ts";
 import { RAW_CONTROL } from "../helpers/bytes.ts";
 
 Deno.test("escapeControls: C0, DEL, C1, line separators and bidi controls escaped; everything else kept", () => {
@@ -21,4 +21,13 @@ Deno.test("escapeControls: C0, DEL, C1, line separators and bidi controls escape
     "x\\ny\\r\\tz\\x00\\x1b[0m\\x7f\\x85\\u2028",
   );
   assert.equal(escapeControls("C:\\path é ü €"), "C:\\path é ü €");
+});
+
+Deno.test("escapeHtml: & < > \" ' as numeric references, everything else kept", () => {
+  assert.equal(
+    escapeHtml(`<a href="x" title='y'>&amp;</a>`),
+    "&#60;a href=&#34;x&#34; title=&#39;y&#39;&#62;&#38;amp;&#60;/a&#62;",
+  );
+  assert.equal(escapeHtml("plain é € \u0000 \\"), "plain é € \u0000 \\");
+  assert.equal(escapeHtml(""), "");
 });
