@@ -17,8 +17,8 @@ import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { sleep } from "../../lib/deadline.ts";
 import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
-import { makeCerts } from "../certs.ts";
-import { TLS_START } from "../helpers.ts";
+import { makeCerts } from "../helpers/certs.ts";
+import { TLS_START } from "../helpers/raw_client.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");

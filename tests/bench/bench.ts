@@ -17,7 +17,7 @@ import { Receiver } from "../../lib/websocket/receiver.ts";
 import { sleep } from "../../lib/deadline.ts";
 import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
-import { makeCerts, type TestCerts } from "../certs.ts";
+import { makeCerts, type TestCerts } from "../helpers/certs.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");

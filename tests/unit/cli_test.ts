@@ -1,0 +1,169 @@
+// The command line: optparse habits and websockify's argument rules.
+import assert from "node:assert/strict";
+import { helpText, OPTIONS, parseCommandLine, UsageError } from "../../lib/cli.ts";
+import { parseArgs } from "../../lib/optparse.ts";
+
+function settings(argv: string[]) {
+  const command = parseCommandLine(argv, "/start");
+  if (command.kind !== "run") throw new assert.AssertionError({ message: `not a run: ${argv}` });
+  return command.settings;
+}
+
+function usageError(argv: string[], pattern: RegExp): void {
+  assert.throws(() => parseCommandLine(argv, "/start"), (error: unknown) => {
+    assert.ok(error instanceof UsageError, String(error));
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+Deno.test("listen and target forms", () => {
+  assert.deepEqual(settings(["6080", "localhost:5900"]).listen, {
+    kind: "tcp",
+    hostname: "",
+    port: 6080,
+  });
+  assert.deepEqual(settings(["127.0.0.1:6080", "h:1"]).listen, {
+    kind: "tcp",
+    hostname: "127.0.0.1",
+    port: 6080,
+  });
+  assert.deepEqual(settings(["[::1]:6080", "h:1"]).listen, {
+    kind: "tcp",
+    hostname: "::1",
+    port: 6080,
+  });
+  assert.deepEqual(settings(["::1:6080", "h:1"]).listen, {
+    kind: "tcp",
+    hostname: "::1",
+    port: 6080,
+  });
+  assert.deepEqual(settings(["6080", "[::1]:5900"]).target, {
+    kind: "tcp",
+    hostname: "::1",
+    port: 5900,
+  });
+  assert.deepEqual(settings(["6080", "::1:5900"]).target, {
+    kind: "tcp",
+    hostname: "::1",
+    port: 5900,
+  });
+  assert.deepEqual(settings(["6080", "--unix-target=sock"]).target, {
+    kind: "unix",
+    path: "/start/sock",
+  });
+  assert.deepEqual(settings(["--unix-listen", "/tmp/l.sock", "h:5900"]).listen, {
+    kind: "unix",
+    path: "/tmp/l.sock",
+    mode: 0o600,
+  });
+  assert.deepEqual(settings(["--unix-listen=/tmp/l", "--unix-listen-mode=0660", "h:1"]).listen, {
+    kind: "unix",
+    path: "/tmp/l",
+    mode: 0o660,
+  });
+});
+
+Deno.test("optparse habits: options after positionals, prefixes, =, combined short flags", () => {
+  const s = settings(["6080", "h:5900", "--verb", "-6"]);
+  assert.equal(s.verbose, true);
+  assert.deepEqual(s, settings(["6080", "h:5900", "-v"]), "-6 is accepted and changes nothing");
+  assert.equal(settings(["-v6", "6080", "h:1"]).verbose, true);
+  assert.deepEqual(settings(["6080", "--unix-t", "/s"]).target, { kind: "unix", path: "/s" });
+  const parsed = parseArgs(["-ab", "x", "--long=v=w", "pos", "-cvalue", "--", "a", "--b"], [
+    { long: "alpha", short: "a", takesValue: false },
+    { long: "beta", short: "b", takesValue: true },
+    { long: "long", takesValue: true },
+    { long: "cee", short: "c", takesValue: true },
+  ]);
+  assert.deepEqual(parsed.values.get("beta"), ["x"]);
+  assert.deepEqual(parsed.values.get("long"), ["v=w"]);
+  assert.deepEqual(parsed.values.get("cee"), ["value"]);
+  assert.deepEqual(parsed.positionals, ["pos"]);
+  assert.deepEqual(parsed.afterTerminator, ["a", "--b"]);
+});
+
+Deno.test("usage errors name the problem", () => {
+  usageError([], /Too few arguments/);
+  usageError(["6080"], /Too few arguments/);
+  usageError(["6080", "h:1", "extra"], /Too many arguments/);
+  usageError(["6080", "--unix-target=/s", "h:1"], /Too many arguments/);
+  usageError(["x6080", "h:1"], /Error parsing listen port/);
+  usageError(["6080", "nohost"], /Error parsing target/);
+  usageError(["6080", "h:port"], /Error parsing target port/);
+  usageError(["6080", "h:70000"], /Error parsing target port/);
+  usageError(["6080", "h:1", "--bogus"], /no such option: --bogus/);
+  usageError(["6080", "h:1", "--s"], /ambiguous option: --s/);
+  usageError(["6080", "h:1", "-q"], /no such option: -q/);
+  usageError(["6080", "h:1", "--unix-listen-mode"], /requires an argument/);
+  usageError(["--unix-listen=/x", "--unix-listen-mode=999", "h:1"], /unix socket mode/);
+  usageError(["--verbose=yes", "6080", "h:1"], /does not take a value/);
+  usageError(
+    ["6080", "h:1", "--ssl-version=tlsv1_0"],
+    /invalid choice: 'tlsv1_0' \(choose from 'default',/,
+  );
+  usageError(["6080", "h:1", "--ssl-version=toString"], /invalid choice: 'toString'/);
+});
+
+Deno.test("plugin and option combinations that cannot work fail clearly", () => {
+  usageError(
+    ["6080", "--token-plugin=websockify.token_plugins.JWTTokenApi"],
+    /not available \(built in: /,
+  );
+  usageError(
+    ["6080", "h:1", "--auth-plugin", "my.module.Auth"],
+    /--auth-plugin my\.module\.Auth: not available/,
+  );
+  usageError(["6080", "--token-plugin=TokenFile"], /needs --token-source/);
+  usageError(["6080", "h:1", "--token-source=x"], /require --token-plugin/);
+  usageError(["6080", "h:1", "--auth-source=x"], /requires --auth-plugin/);
+  usageError(["6080", "h:1", "--web-auth", "--auth-plugin=ExpectOrigin"], /--web-auth requires/);
+  usageError(["6080", "h:1", "--timeout=soon"], /option --timeout: invalid integer value: 'soon'/);
+  usageError(["6080", "h:1", "--legacy-syslog"], /--legacy-syslog requires --syslog/);
+  usageError(["--inetd", "--unix-listen=/x", "h:1"], /cannot be used together/);
+});
+
+Deno.test("wrap mode: positionals after the listen address and after -- form the command", () => {
+  const wrapped = settings([
+    "5901",
+    "--wrap-mode=ignore",
+    "--",
+    "vncserver",
+    "-geometry",
+    "1024x768",
+    ":1",
+  ]);
+  assert.deepEqual(wrapped.target, {
+    kind: "command",
+    command: ["vncserver", "-geometry", "1024x768", ":1"],
+    port: 0,
+  });
+  assert.equal(wrapped.wrapMode, "ignore");
+  assert.equal(settings(["5901", "--", "prog"]).wrapMode, "exit");
+  // As in Python: with --, every positional after the listen address belongs to the command.
+  assert.deepEqual(settings(["5901", "telnetd", "--", "-debug"]).target, {
+    kind: "command",
+    command: ["telnetd", "-debug"],
+    port: 0,
+  });
+  usageError(["5901", "--"], /no command to wrap/);
+  usageError(["--unix-listen=/s", "--", "prog"], /needs a TCP listen port/);
+  usageError(["5901", "--wrap-mode=x", "--", "prog"], /invalid choice: 'x'/);
+});
+
+Deno.test("--inetd takes no listen argument", () => {
+  assert.deepEqual(settings(["--inetd", "h:5900"]).listen, { kind: "inetd" });
+  assert.deepEqual(settings(["--inetd", "h:5900"]).target, {
+    kind: "tcp",
+    hostname: "h",
+    port: 5900,
+  });
+});
+
+Deno.test("--help lists every option with its default", () => {
+  assert.deepEqual(parseCommandLine(["--help"]), { kind: "help" });
+  assert.deepEqual(parseCommandLine(["6080", "-h"]), { kind: "help" });
+  const help = helpText();
+  for (const option of OPTIONS) assert.ok(help.includes(`--${option.long}`), option.long);
+  assert.match(help, /--unix-listen-mode=MODE\s+.*\(default: 0600\)/);
+});

@@ -1,0 +1,113 @@
+// Token and auth plugins' decisions (lib/plugins.ts): token files, the token of a request, auth verdicts.
+import assert from "node:assert/strict";
+import {
+  createAuthPlugin,
+  type ParsedTokens,
+  parseTokenFile,
+  parseTokenTarget,
+  requestToken,
+} from "../../lib/plugins.ts";
+
+const request = (target: string, headers: Record<string, string> = {}) => ({
+  method: "GET",
+  target,
+  version: "HTTP/1.1",
+  headers: new Map(Object.entries(headers)),
+});
+
+Deno.test("token files: targets, comments, blank lines, IPv6, unix sockets, syntax errors", () => {
+  const parsed: ParsedTokens = { targets: new Map(), syntaxErrors: [] };
+  parseTokenFile(
+    [
+      "# comment",
+      "",
+      "alpha: 127.0.0.1:5901",
+      "  beta: host.example:5902  ",
+      "v6: [::1]:5903",
+      "v6b: ::1:5904",
+      "sock: unix_socket:/run/vnc.sock",
+      "broken:127.0.0.1:5905",
+      "noport: host",
+      "alpha: 127.0.0.1:5999",
+    ].join("\n"),
+    parsed,
+  );
+  assert.deepEqual(parsed.targets.get("alpha"), { kind: "tcp", hostname: "127.0.0.1", port: 5999 });
+  assert.deepEqual(parsed.targets.get("beta"), {
+    kind: "tcp",
+    hostname: "host.example",
+    port: 5902,
+  });
+  assert.deepEqual(parsed.targets.get("v6"), { kind: "tcp", hostname: "::1", port: 5903 });
+  assert.deepEqual(parsed.targets.get("v6b"), { kind: "tcp", hostname: "::1", port: 5904 });
+  assert.deepEqual(parsed.targets.get("sock"), { kind: "unix", path: "/run/vnc.sock" });
+  assert.deepEqual(parsed.syntaxErrors, [8, 9], "blank lines and comments are not errors");
+  assert.equal(parseTokenTarget("host:0"), undefined);
+});
+
+Deno.test("token from ?token= or the Host header", () => {
+  assert.equal(requestToken(request("/websockify?token=abc%20d&token=2"), false), "abc d");
+  assert.equal(requestToken(request("/?x=1&token=a+b"), false), "a b");
+  assert.equal(requestToken(request("/websockify"), false), undefined);
+  assert.equal(requestToken(request("/", { host: "vm1.example:6080" }), true), "vm1.example");
+  assert.equal(requestToken(request("/", { host: "[::1]:6080" }), true), "::1");
+  assert.equal(requestToken(request("/", {}), true), undefined);
+});
+
+Deno.test("BasicHTTPAuth and ExpectOrigin decisions (websockify's test vectors)", () => {
+  const basic = createAuthPlugin("BasicHTTPAuth", "Aladdin:open sesame");
+  const context = (headers: Record<string, string>) => ({
+    request: request("/", headers),
+    target: { kind: "tcp" as const, hostname: "h", port: 1 },
+    clientCertCN: undefined,
+  });
+  assert.equal(
+    basic.authenticate(context({ authorization: "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==" })),
+    undefined,
+  );
+  assert.equal(basic.authenticate(context({}))?.status, 401);
+  assert.deepEqual(basic.authenticate(context({}))?.headers, [[
+    "WWW-Authenticate",
+    'Basic realm="Websockify"',
+  ]]);
+  assert.equal(
+    basic.authenticate(context({ authorization: "Basic " + btoa("Aladdin:wrong") }))?.status,
+    401,
+  );
+  assert.equal(basic.authenticate(context({ authorization: "Bearer xyz" }))?.status, 403);
+  assert.equal(basic.authenticate(context({ authorization: "Basic !!!garbage" }))?.status, 401);
+  // The scheme is case-insensitive (RFC 7617); another scheme, or "Basic" glued to more letters, is not Basic.
+  const good = btoa("Aladdin:open sesame");
+  for (const scheme of ["basic", "BASIC", "bAsIc", "Basic\t", "basic  "]) {
+    assert.equal(
+      basic.authenticate(context({ authorization: `${scheme} ${good}` })),
+      undefined,
+      scheme,
+    );
+  }
+  assert.equal(basic.authenticate(context({ authorization: `Basicx ${good}` }))?.status, 403);
+  assert.equal(basic.authenticate(context({ authorization: "basic" }))?.status, 401);
+  // UTF-8 credentials (RFC 7617 §2.1) match a non-ASCII source; their Latin-1 spelling does not.
+  const utf8 = createAuthPlugin("BasicHTTPAuth", "jürgen:pässwörd€");
+  const base64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
+  const utf8Header = `Basic ${base64(new TextEncoder().encode("jürgen:pässwörd€"))}`;
+  assert.equal(utf8.authenticate(context({ authorization: utf8Header })), undefined);
+  const latin1Header = `Basic ${
+    base64(Uint8Array.from("jürgen:pässwörd", (c) => c.charCodeAt(0)))
+  }`;
+  assert.equal(utf8.authenticate(context({ authorization: latin1Header }))?.status, 401);
+  assert.equal(
+    utf8.authenticate(context({
+      authorization: `Basic ${base64(new TextEncoder().encode("jürgen:pässwörd"))}`,
+    }))?.status,
+    401,
+    "a prefix of the password",
+  );
+  const origin = createAuthPlugin("ExpectOrigin", "https://a.example https://b.example");
+  assert.equal(origin.authenticate(context({ origin: "https://b.example" })), undefined);
+  assert.equal(
+    origin.authenticate(context({ origin: "https://evil.example" }))?.message,
+    "Invalid Origin",
+  );
+  assert.equal(origin.authenticate(context({}))?.status, 403);
+});
