@@ -8,20 +8,13 @@ import {
   TARGET_HEADROOM,
 } from "../../lib/websocket/protocol.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
+import { concat } from "../helpers/bytes.ts";
 
 const MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 const text = (s: string) => new TextEncoder().encode(s);
 const client = (opcode: number, payload: Uint8Array | string = "", fin = true) =>
   encodeFrame(opcode, typeof payload === "string" ? text(payload) : payload, { fin, mask: MASK });
-const join = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-};
+const join = (...parts: Uint8Array[]) => concat(parts);
 /** What the client would decode from a frame the session sends. */
 const decode = (frame: Uint8Array) => new Receiver({ requireMask: false }).receive(frame)[0];
 

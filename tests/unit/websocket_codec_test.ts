@@ -11,7 +11,7 @@ import {
 import { Receiver, type ReceiverEvent } from "../../lib/websocket/receiver.ts";
 import { Utf8Validator } from "../../lib/websocket/utf8.ts";
 import { Base64MessageDecoder, encodeBase64 } from "../../lib/websocket/base64.ts";
-import { pseudoRandomBytes } from "../helpers/bytes.ts";
+import { concat, pseudoRandomBytes } from "../helpers/bytes.ts";
 
 const hex = (text: string) =>
   new Uint8Array(text.split(/\s+/).filter((h) => h).map((h) => parseInt(h, 16)));
@@ -236,15 +236,7 @@ Deno.test("protocol violations close with 1002 (or 1007/1009) and stop decoding"
   }
 });
 
-function concatFrames(...frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((s, f) => s + f.length, 0));
-  let o = 0;
-  for (const f of frames) {
-    out.set(f, o);
-    o += f.length;
-  }
-  return out;
-}
+const concatFrames = (...frames: Uint8Array[]) => concat(frames);
 
 Deno.test("ping between fragments, empty frames and close frames decode in order", () => {
   const input = concatFrames(
