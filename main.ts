@@ -30,7 +30,8 @@ const HARD_STOP_MS = 8000;
 async function main(argv: string[]): Promise<number> {
   let command;
   try {
-    command = parseCommandLine(argv);
+    // Relative paths are the user's: `deno task` runs in the project's folder but says where it was started.
+    command = parseCommandLine(argv, Deno.env.get("INIT_CWD") || Deno.cwd());
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     console.error(`${USAGE}\n\n${PROGRAM}: error: ${error.message}`);

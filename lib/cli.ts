@@ -59,7 +59,7 @@ export const OPTIONS: OptionDef[] = [
   {
     long: "traffic",
     takesValue: false,
-    help: "per frame traffic glyphs on stdout",
+    help: "per read and write traffic glyphs on stdout",
   },
   {
     long: "record",

@@ -45,7 +45,8 @@ function relaunchCommand(): string[] {
   if ("listenDatagram" in Deno) args.push("--unstable-net");
   const config = `${dirname(main)}/deno.json`;
   try {
-    if (Deno.statSync(config).isFile) args.push(`--config=${config}`);
+    // The project's config and its lock, as `deno task start` runs it.
+    if (Deno.statSync(config).isFile) args.push(`--config=${config}`, "--frozen");
   } catch { /* run without the project's config */ }
   return [exec, ...args, main, ...Deno.args];
 }

@@ -1,6 +1,7 @@
 // The README's commands as written: `deno task start` with the documented service options (syslog to a datagram
 // socket under /dev), and a fresh machine that runs the proxy downloads only what the proxy needs.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { Opcode } from "../../lib/websocket/frames.ts";
 import { ROOT } from "../helpers/paths.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
@@ -306,6 +307,49 @@ Deno.test("a fresh machine: deno task start downloads only what the proxy needs 
       "the lock files are unchanged",
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task start from another folder: relative paths are the user's (INIT_CWD), not the project's", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tokens.cfg`, "vm1: 127.0.0.1:5900\n");
+  // As a user's shell runs it: no INIT_CWD inherited from this test's own `deno task test`.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "--config",
+      `${ROOT}deno.json`,
+      "start",
+      "127.0.0.1:0",
+      "--token-plugin=TokenFile",
+      "--token-source=tokens.cfg",
+      "--pid-file=proxy.pid",
+    ],
+    cwd: dir,
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr) stderr += decoder.decode(chunk);
+  })();
+  try {
+    await waitFor(
+      () => /Listen on/.test(stderr) || /error/.test(stderr),
+      15_000,
+      "the banner or an error",
+    );
+    assert.doesNotMatch(stderr, /error/, stderr);
+    await waitFor(() => existsSync(`${dir}/proxy.pid`), 5000, "the pid file in the user's folder");
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* it already exited (with the error above) */ }
+    await child.status;
+    await reading;
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -101,7 +101,7 @@ export class ProxyProcess {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1", ...options.env },
+        env: { NO_COLOR: "1", INIT_CWD: Deno.cwd(), ...options.env },
       })
       : new Deno.Command(Deno.execPath(), {
         args: denoArgs,
@@ -109,7 +109,9 @@ export class ProxyProcess {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1", ...options.env },
+        // Relative paths resolve against INIT_CWD when set (deno task sets it where the user typed the
+        // command, and keeps one inherited): here, the child's own folder.
+        env: { NO_COLOR: "1", INIT_CWD: options.task ? ROOT : Deno.cwd(), ...options.env },
       });
     this.child = command.spawn();
     const decoder = new TextDecoder();
