@@ -101,7 +101,8 @@ export class ProxyProcess {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1", INIT_CWD: Deno.cwd(), ...options.env },
+        // The shell may change folder first: no INIT_CWD, so the proxy takes its own folder.
+        env: { NO_COLOR: "1", INIT_CWD: "", ...options.env },
       })
       : new Deno.Command(Deno.execPath(), {
         args: denoArgs,
