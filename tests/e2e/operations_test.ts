@@ -7,7 +7,7 @@ import { concat, pseudoRandomBytes, RAW_CONTROL, readToEnd } from "../helpers/by
 import { ROOT } from "../helpers/paths.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { MASK, RawClient } from "../helpers/raw_client.ts";
-import { echoTarget, TcpTarget } from "../helpers/targets.ts";
+import { datagramReceiver, echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -416,27 +416,10 @@ Deno.test("--syslog to real receivers: UDP (RFC 5424, legacy), a unix stream soc
     const conn = await streamListener.accept();
     return new TextDecoder().decode(await readToEnd(conn));
   })();
-  // A datagram receiver like /dev/log, in Python (Deno needs --unstable-net for that).
   const dgramPath = `${dir}/dgram.sock`;
-  const receiver = new Deno.Command("python3", {
-    args: [
-      "-u",
-      "-c",
-      [
-        "import socket, sys",
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('ready')",
-        "while True: print(s.recv(65536).decode())",
-      ].join("\n"),
-      dgramPath,
-    ],
-    stdout: "piped",
-  }).spawn();
-  let received = "";
-  const reading = (async () => {
-    for await (const chunk of receiver.stdout) received += new TextDecoder().decode(chunk);
-  })();
+  const receiver = datagramReceiver(dgramPath);
   try {
-    await waitFor(() => received.includes("ready"), 5000, "datagram receiver");
+    await waitFor(() => receiver.text.includes("ready"), 5000, "datagram receiver");
     const runs = [
       new ProxyProcess(["127.0.0.1:0", "127.0.0.1:1", `--syslog=127.0.0.1:${udpPort}`]),
       new ProxyProcess([
@@ -452,7 +435,7 @@ Deno.test("--syslog to real receivers: UDP (RFC 5424, legacy), a unix stream soc
     ];
     for (const run of runs) await run.port();
     await waitFor(
-      () => datagrams.length >= 8 && received.includes("proxying from"),
+      () => datagrams.length >= 8 && receiver.text.includes("proxying from"),
       5000,
       "syslog messages",
     );
@@ -475,7 +458,7 @@ Deno.test("--syslog to real receivers: UDP (RFC 5424, legacy), a unix stream soc
       await deadline(streamText, 5000, "stream syslog"),
       /<14>1 .* websockify \d+ - - WebSocket server settings:\n/,
     );
-    assert.match(received, /<14>1 .* websockify \d+ - - {3}- proxying from/);
+    assert.match(receiver.text, /<14>1 .* websockify \d+ - - {3}- proxying from/);
     const unreachable = new ProxyProcess([
       "127.0.0.1:0",
       "127.0.0.1:1",
@@ -486,9 +469,7 @@ Deno.test("--syslog to real receivers: UDP (RFC 5424, legacy), a unix stream soc
   } finally {
     udp.close();
     streamListener.close();
-    receiver.kill();
-    await receiver.status;
-    await reading;
+    await receiver.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

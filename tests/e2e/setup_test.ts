@@ -6,7 +6,7 @@ import { Opcode } from "../../lib/websocket/frames.ts";
 import { ROOT } from "../helpers/paths.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { RawClient } from "../helpers/raw_client.ts";
-import { echoTarget } from "../helpers/targets.ts";
+import { datagramReceiver, echoTarget } from "../helpers/targets.ts";
 import { waitFor } from "../helpers/waits.ts";
 
 const decoder = new TextDecoder();
@@ -18,38 +18,6 @@ function startTaskFlags(): string[] {
   assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
   assert.equal(words.at(-1), "main.ts");
   return words.slice(2, -1);
-}
-
-/** A unix datagram receiver (like /dev/log) in Python; its lines, one per datagram. */
-function datagramReceiver(path: string) {
-  const child = new Deno.Command("python3", {
-    args: [
-      "-u",
-      "-c",
-      [
-        "import socket, sys",
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('ready')",
-        "while True: print(s.recv(65536).decode())",
-      ].join("\n"),
-      path,
-    ],
-    stdout: "piped",
-  }).spawn();
-  const receiver = {
-    text: "",
-    reading: Promise.resolve(),
-    async stop() {
-      child.kill();
-      await child.status;
-      await receiver.reading;
-    },
-  };
-  receiver.reading = (async () => {
-    for await (const chunk of child.stdout) {
-      receiver.text += decoder.decode(chunk);
-    }
-  })();
-  return receiver;
 }
 
 async function entries(dir: string): Promise<string[]> {

@@ -67,3 +67,37 @@ export function sinkTarget(): TcpTarget & { received: Promise<Uint8Array>[] } {
   });
   return Object.assign(target, { received });
 }
+
+/**
+ * A unix datagram receiver (like /dev/log) in Python, since Deno needs --unstable-net for one: `text` collects
+ * its lines, one per datagram, after "ready".
+ */
+export function datagramReceiver(path: string) {
+  const child = new Deno.Command("python3", {
+    args: [
+      "-u",
+      "-c",
+      [
+        "import socket, sys",
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('ready')",
+        "while True: print(s.recv(65536).decode())",
+      ].join("\n"),
+      path,
+    ],
+    stdout: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  const receiver = {
+    text: "",
+    reading: Promise.resolve(),
+    async stop() {
+      child.kill();
+      await child.status;
+      await receiver.reading;
+    },
+  };
+  receiver.reading = (async () => {
+    for await (const chunk of child.stdout) receiver.text += decoder.decode(chunk);
+  })();
+  return receiver;
+}
