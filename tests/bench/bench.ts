@@ -4,7 +4,8 @@
  *
  *   deno task bench                 # everything
  *   deno task bench --quick         # smaller transfers and connection counts (a smoke run)
- *   deno task bench --only=concurrency,stall       (parts: throughput, tls, latency, handshakes, concurrency, stall)
+ *   deno task bench --only=concurrency,stall       (parts: throughput, tls (wss transfers and latency), latency,
+ *                                                  handshakes, concurrency, stall)
  *
  * The client is this process, speaking raw WebSocket with pre-masked 64 KiB frames (so client-side masking costs
  * nothing and does not cap the figures). The target is tests/bench/target.ts in its own process. Proxy CPU comes
@@ -567,6 +568,22 @@ async function main() {
           fmt(deno.mbPerCpuSecond),
           fmt(python.mbPerCpuSecond),
           ratio(deno.mbPerCpuSecond, python.mbPerCpuSecond),
+          "-",
+        ]);
+      }
+      // Latency over wss, what most deployments run: the same 100 B ping-pong as plain.
+      const tlsLatency = {
+        deno: await measureLatency("deno-tls"),
+        python: await measureLatency("python-tls"),
+      };
+      results["tls-latency"] = tlsLatency;
+      for (const p of ["p50", "p99"] as const) {
+        row([
+          `wss 100 B round trip ${p} µs (lower is better)`,
+          "-",
+          fmt(tlsLatency.deno[p]),
+          fmt(tlsLatency.python[p]),
+          ratio(tlsLatency.deno[p], tlsLatency.python[p]),
           "-",
         ]);
       }
