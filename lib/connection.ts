@@ -164,7 +164,7 @@ export class Connection {
       // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
       if (!(error instanceof DeadlineExpired)) throw error;
     } finally {
-      this.deadline.dispose();
+      this.deadline.clear();
       closeQuietly(this.stream);
       closeQuietly(this.conn);
     }

@@ -57,7 +57,7 @@ export class Deadline {
     this.#timer = setTimeout(() => this.expire("timeout"), ms);
   }
 
-  /** No time limit for now; `expire("shutdown")` still ends every wait. */
+  /** No time limit for now (or any more: the connection is done); `expire("shutdown")` still ends every wait. */
   clear(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -104,11 +104,5 @@ export class Deadline {
         },
       );
     });
-  }
-
-  /** Releases the timer (the connection is done). */
-  dispose(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
   }
 }

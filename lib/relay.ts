@@ -49,12 +49,12 @@ const CLOSE_LINGER_MS = 30_000;
  * Stuck target writes are found by one timer for the whole process, which runs while sessions exist and looks
  * only at relays with a write pending: a timer per write would cost every message.
  */
-const relays = new Set<Relay>();
+let runningRelays = 0;
 const writesInProgress = new Set<Relay>();
 let stallTimer: ReturnType<typeof setInterval> | undefined;
 
-function watchStalls(relay: Relay): void {
-  relays.add(relay);
+function watchStalls(): void {
+  runningRelays++;
   if (stallTimer !== undefined) return;
   stallTimer = setInterval(() => {
     const now = performance.now();
@@ -64,9 +64,9 @@ function watchStalls(relay: Relay): void {
 }
 
 function unwatchStalls(relay: Relay): void {
-  relays.delete(relay);
+  runningRelays--;
   writesInProgress.delete(relay);
-  if (relays.size === 0 && stallTimer !== undefined) {
+  if (runningRelays === 0 && stallTimer !== undefined) {
     clearInterval(stallTimer);
     stallTimer = undefined;
   }
@@ -164,7 +164,7 @@ export class Relay {
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
   async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
-    watchStalls(this);
+    watchStalls();
     if (this.#heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     const targetPump = this.#pumpTarget();
     await this.#pumpClient(initial);

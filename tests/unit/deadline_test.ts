@@ -14,7 +14,7 @@ Deno.test("Deadline.race: the promise's value or error while time remains; the t
   assert.equal(await deadline.race(sleep(5).then(() => "late but in time")), "late but in time");
   assert.equal(deadline.expired, undefined);
   assert.equal(deadline.signal.aborted, false);
-  deadline.dispose();
+  deadline.clear();
 });
 
 Deno.test("Deadline.set: a wait that never settles ends with DeadlineExpired('timeout'); onExpire runs once", async () => {
@@ -35,7 +35,7 @@ Deno.test("Deadline.set: a wait that never settles ends with DeadlineExpired('ti
   deadline.expire("shutdown");
   await assert.rejects(deadline.race(never()), (e) => e === error);
   assert.equal(expirations, 1);
-  deadline.dispose();
+  deadline.clear();
 });
 
 Deno.test("Deadline.set replaces the earlier limit; clear removes it; expire('shutdown') still ends every wait", async () => {
@@ -64,14 +64,14 @@ Deno.test("Deadline.race with `within`: a shorter limit for one wait, which expi
   assert.equal(await kept.race(Promise.resolve("quick"), 20), "quick");
   await sleep(60);
   assert.equal(kept.expired, undefined, "a settled wait's own limit is cleared");
-  kept.dispose();
+  kept.clear();
 
   const cut = new Deadline();
   cut.set(10_000);
   const error = await cut.race(never(), 20).catch((e) => e);
   assert.ok(error instanceof DeadlineExpired && error.why === "timeout");
   assert.equal(cut.expired, error, "the whole deadline expired");
-  cut.dispose();
+  cut.clear();
 });
 
 Deno.test("Deadline: once expired, a wait's own rejection is DeadlineExpired, and a late rejection is not unhandled", async () => {

@@ -80,6 +80,6 @@ Deno.test("answerFlashPolicy: EOF inside the request ends the connection; a stal
     answerFlashPolicy(stalledServer, text("<pol"), deadline),
     (e) => e instanceof DeadlineExpired && e.why === "timeout",
   );
-  deadline.dispose();
+  deadline.clear();
   stalled.close();
 });
