@@ -5,7 +5,9 @@
  *   deno task bench                 # everything
  *   deno task bench --quick         # smaller transfers and connection counts (a smoke run)
  *   deno task bench --only=concurrency,stall       (parts: throughput, tls (wss transfers and latency), latency,
- *                                                  handshakes, concurrency, stall)
+ *                                                  alloc, handshakes, concurrency, stall)
+ *   deno task bench --compare=../base              # also measures the proxy in ../base (e.g. a `git worktree` of
+ *                                                  # the last commit), in the same run: a last column "this / base"
  *
  * The client is this process, speaking raw WebSocket with pre-masked 64 KiB frames (so client-side masking costs
  * nothing and does not cap the figures). The target is tests/bench/target.ts in its own process. Proxy CPU comes
@@ -32,8 +34,13 @@ const IN_FLIGHT = 4 * MiB;
 const CONCURRENCY = QUICK ? [200] : [1000, 9000];
 const PYTHON_MAX_CONNECTIONS = 1000; // one forked process per connection: 9,000 would not fit in memory
 const PYTHON_WEBSOCKIFY = "/usr/bin/websockify";
+/** `--compare=DIR`: another checkout of this project, measured as the "base" variants. */
+const COMPARE = (() => {
+  const dir = Deno.args.find((a) => a.startsWith("--compare="))?.slice(10);
+  return dir ? Deno.realPathSync(dir).replace(/\/?$/, "/") : undefined;
+})();
 
-type Variant = "direct" | "deno" | "python" | "deno-tls" | "python-tls";
+type Variant = "direct" | "deno" | "python" | "base" | "deno-tls" | "python-tls" | "base-tls";
 /** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
 let certs: TestCerts | undefined;
 const isTls = (variant: Variant) => variant.endsWith("-tls");
@@ -158,15 +165,18 @@ function freePort(): number {
 async function startProxy(
   variant: Variant,
   targetPort: number,
+  v8Flags: string[] = [],
 ): Promise<{ port: number; proc?: Proc }> {
   if (variant === "direct") return { port: targetPort };
   const tlsArgs = isTls(variant) ? [`--cert=${certs!.combined}`] : [];
-  if (variant === "deno" || variant === "deno-tls") {
+  if (!variant.startsWith("python")) {
+    const root = variant.startsWith("base") ? COMPARE! : ROOT;
     const proc = new Proc(Deno.execPath(), [
       "run",
       "-A",
       "--frozen",
-      `${ROOT}main.ts`,
+      ...(v8Flags.length > 0 ? [`--v8-flags=${v8Flags.join(",")}`] : []),
+      `${root}main.ts`,
       "127.0.0.1:0",
       `127.0.0.1:${targetPort}`,
       ...tlsArgs,
@@ -372,6 +382,60 @@ async function measureLatency(variant: Variant): Promise<{ p50: number; p99: num
   }
 }
 
+/**
+ * Bytes the proxy allocates on its JavaScript heap per relayed message, from V8's own GC trace (each scavenge
+ * reports the bytes allocated since the one before): 100 B ping-pongs, then 64 KiB messages upstream.
+ */
+async function measureAllocation(variant: "deno" | "base") {
+  const target = await startTarget("echo");
+  const proxy = await startProxy(variant, target.port, ["--trace-gc-nvp"]);
+  const proc = proxy.proc!;
+  /** Sums "allocated" over the GC lines logged since `from`; counts the scavenges. */
+  const gcSince = (from: number) => {
+    let bytes = 0;
+    let scavenges = 0;
+    for (const line of proc.stdout.slice(from).split("\n")) {
+      const allocated = line.match(/"allocated":(\d+)/);
+      if (allocated) bytes += Number(allocated[1]);
+      if (line.includes('"gc":"s"')) scavenges++;
+    }
+    return { bytes, scavenges };
+  };
+  try {
+    const channel = await Channel.open(variant, proxy.port);
+    const small = channel.frame(new Uint8Array(100).fill(7));
+    for (let i = 0; i < 500; i++) {
+      await writeAll(channel.conn, small);
+      await receivePayload(channel, 100);
+    }
+    let from = proc.stdout.length;
+    const roundTrips = 20000;
+    for (let i = 0; i < roundTrips; i++) {
+      await writeAll(channel.conn, small);
+      await receivePayload(channel, 100);
+    }
+    await sleep(200);
+    const smallGc = gcSince(from);
+    from = proc.stdout.length;
+    const large = channel.frame(new Uint8Array(MESSAGE).fill(1));
+    const messages = 4000;
+    const echoed = receivePayload(channel, messages * MESSAGE);
+    for (let i = 0; i < messages; i++) await writeAll(channel.conn, large);
+    await echoed;
+    await sleep(200);
+    const largeGc = gcSince(from);
+    channel.close();
+    return {
+      bytesPerRoundTrip: smallGc.bytes / roundTrips,
+      gcsPer10k: smallGc.scavenges / roundTrips * 10000,
+      bytesPerLargeMessage: largeGc.bytes / messages,
+    };
+  } finally {
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
 interface ConcurrencyResult {
   requested: number;
   succeeded: number;
@@ -491,14 +555,16 @@ async function main() {
     console.error("Python websockify not found: apt-get install websockify");
     Deno.exit(1);
   }
-  const variants: Variant[] = ["direct", "deno", "python"];
+  const variants: Variant[] = ["direct", "deno", "python", ...(COMPARE ? ["base" as const] : [])];
   const results: Record<string, unknown> = {
     quick: QUICK,
     transferMiB: TRANSFER / MiB,
     date: new Date(),
   };
   const rows: string[] = [];
-  const row = (cells: string[]) => rows.push(`| ${cells.join(" | ")} |`);
+  /** A table row; with --compare, `base` (this / base) fills the last column. */
+  const row = (cells: string[], base = "-") =>
+    rows.push(`| ${[...cells, ...(COMPARE ? [base] : [])].join(" | ")} |`);
 
   console.error(`transfers of ${TRANSFER / MiB} MiB in ${MESSAGE / 1024} KiB messages`);
   row([
@@ -508,8 +574,9 @@ async function main() {
     "Python websockify",
     "Deno / Python",
     "Deno / direct",
-  ]);
-  row(["---", "---", "---", "---", "---", "---"]);
+  ], "this / base");
+  row(["---", "---", "---", "---", "---", "---"], "---");
+  if (COMPARE) console.error(`comparing with the proxy in ${COMPARE}`);
   const transfers = [
     ["upstream MB/s", "sink"],
     ["downstream MB/s", "source"],
@@ -535,7 +602,7 @@ async function main() {
       fmt(r.python.mbps),
       ratio(r.deno.mbps, r.python.mbps),
       ratio(r.deno.mbps, r.direct.mbps),
-    ]);
+    ], r.base ? ratio(r.deno.mbps, r.base.mbps) : "-");
     row([
       `${label.split(" ")[0]} MB per proxy CPU-second`,
       "-",
@@ -543,7 +610,7 @@ async function main() {
       fmt(r.python.mbPerCpuSecond),
       ratio(r.deno.mbPerCpuSecond, r.python.mbPerCpuSecond),
       "-",
-    ]);
+    ], r.base ? ratio(r.deno.mbPerCpuSecond, r.base.mbPerCpuSecond) : "-");
   }
 
   if (wanted("tls")) {
@@ -552,8 +619,12 @@ async function main() {
       for (const [label, mode] of transfers) {
         const deno = await measureTransfer("deno-tls", mode);
         const python = await measureTransfer("python-tls", mode);
-        console.error(`wss ${label}: deno ${fmt(deno.mbps)} MB/s, python ${fmt(python.mbps)} MB/s`);
-        results[`tls-${mode}`] = { deno, python };
+        const base = COMPARE ? await measureTransfer("base-tls", mode) : undefined;
+        console.error(
+          `wss ${label}: deno ${fmt(deno.mbps)} MB/s, python ${fmt(python.mbps)} MB/s` +
+            (base ? `, base ${fmt(base.mbps)} MB/s` : ""),
+        );
+        results[`tls-${mode}`] = { deno, python, base };
         row([
           `wss ${label}`,
           "-",
@@ -561,7 +632,7 @@ async function main() {
           fmt(python.mbps),
           ratio(deno.mbps, python.mbps),
           "-",
-        ]);
+        ], base ? ratio(deno.mbps, base.mbps) : "-");
         row([
           `wss ${label.split(" ")[0]} MB per proxy CPU-second`,
           "-",
@@ -569,12 +640,13 @@ async function main() {
           fmt(python.mbPerCpuSecond),
           ratio(deno.mbPerCpuSecond, python.mbPerCpuSecond),
           "-",
-        ]);
+        ], base ? ratio(deno.mbPerCpuSecond, base.mbPerCpuSecond) : "-");
       }
       // Latency over wss, what most deployments run: the same 100 B ping-pong as plain.
       const tlsLatency = {
         deno: await measureLatency("deno-tls"),
         python: await measureLatency("python-tls"),
+        base: COMPARE ? await measureLatency("base-tls") : undefined,
       };
       results["tls-latency"] = tlsLatency;
       for (const p of ["p50", "p99"] as const) {
@@ -585,7 +657,7 @@ async function main() {
           fmt(tlsLatency.python[p]),
           ratio(tlsLatency.deno[p], tlsLatency.python[p]),
           "-",
-        ]);
+        ], tlsLatency.base ? ratio(tlsLatency.deno[p], tlsLatency.base[p]) : "-");
       }
     } finally {
       await certs.remove();
@@ -610,13 +682,35 @@ async function main() {
       fmt(latency.python[p]),
       ratio(latency.deno[p], latency.python[p]),
       ratio(latency.deno[p], latency.direct[p]),
-    ]);
+    ], latency.base ? ratio(latency.deno[p], latency.base[p]) : "-");
+  }
+
+  if (wanted("alloc")) {
+    const alloc = {
+      deno: await measureAllocation("deno"),
+      base: COMPARE ? await measureAllocation("base") : undefined,
+    };
+    results.alloc = alloc;
+    console.error(`allocation: ${JSON.stringify(alloc)}`);
+    for (
+      const [label, key] of [
+        ["100 B round trip: proxy bytes allocated (lower is better)", "bytesPerRoundTrip"],
+        ["100 B round trip: young-generation GCs per 10,000", "gcsPer10k"],
+        ["64 KiB message echoed (relayed twice): proxy bytes allocated", "bytesPerLargeMessage"],
+      ] as const
+    ) {
+      row(
+        [label, "-", fmt(alloc.deno[key]), "-", "-", "-"],
+        alloc.base ? ratio(alloc.deno[key], alloc.base[key]) : "-",
+      );
+    }
   }
 
   if (wanted("handshakes")) {
     const handshakes = {
       deno: await measureHandshakes("deno"),
       python: await measureHandshakes("python"),
+      base: COMPARE ? await measureHandshakes("base") : undefined,
     };
     results.handshakes = handshakes;
     console.error(`handshakes/s: deno ${fmt(handshakes.deno)}, python ${fmt(handshakes.python)}`);
@@ -627,7 +721,7 @@ async function main() {
       fmt(handshakes.python),
       ratio(handshakes.deno, handshakes.python),
       "-",
-    ]);
+    ], handshakes.base ? ratio(handshakes.deno, handshakes.base) : "-");
   }
 
   const concurrency: Record<string, unknown> = {};
@@ -637,7 +731,8 @@ async function main() {
     const python = count <= PYTHON_MAX_CONNECTIONS
       ? await measureConcurrency("python", count)
       : undefined;
-    concurrency[count] = { deno, python };
+    const base = COMPARE ? await measureConcurrency("base", count) : undefined;
+    concurrency[count] = { deno, python, base };
     console.error(
       `${count} connections: deno ${JSON.stringify(deno)} python ${JSON.stringify(python)}`,
     );
@@ -656,7 +751,7 @@ async function main() {
       python ? fmt(python.kibPerConnection, 1) : "not run",
       python ? ratio(deno.kibPerConnection, python.kibPerConnection) : "-",
       "-",
-    ]);
+    ], base ? ratio(deno.kibPerConnection, base.kibPerConnection) : "-");
   }
   results.concurrency = concurrency;
 
