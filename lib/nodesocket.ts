@@ -1,6 +1,9 @@
 /**
- * A node:net / node:tls socket as a `ByteStream`: pull-based reads (paused mode, so backpressure holds), writes
- * that resolve once the socket has taken the bytes (the caller may then reuse its buffer).
+ * A node:net / node:tls socket as a `ByteStream`. Reads take what the socket delivered (flowing mode, so each
+ * delivery costs one event and no join), as much as fits in the reader's buffer, across deliveries: a TLS
+ * socket delivers a record at a time, and one read of several records makes one frame instead of several.
+ * Backpressure: the socket is paused while `QUEUE_LIMIT` bytes wait for a read. Writes resolve once the socket
+ * has taken the bytes (the caller may then reuse its buffer).
  *
  * @module
  */
@@ -8,62 +11,142 @@
 import type { Duplex } from "node:stream";
 import type { ByteStream } from "./io.ts";
 
+/** At most this much (plus one delivery) waits in a connection for its reader. */
+const QUEUE_LIMIT = 256 * 1024;
+
 export class NodeSocketStream implements ByteStream {
   readonly socket: Duplex;
-  #leftover: Uint8Array | undefined;
+  /** Delivered bytes not read yet; the first `#offset` bytes of the first chunk are read already. */
+  #chunks: Uint8Array[] = [];
+  #offset = 0;
+  #queued = 0;
   #ended = false;
   #failure: Error | undefined;
   #wake: (() => void) | undefined;
-  readonly #onClose: (() => void) | undefined;
+  readonly #afterClose: (() => void) | undefined;
+  /** Writes whose callback has not come yet. */
+  readonly #unsettledWrites = new Set<(error?: Error | null) => void>();
 
   /** `onClose` runs when the stream is closed from this side (to release what lies beneath). */
   constructor(socket: Duplex, onClose?: () => void) {
     this.socket = socket;
-    this.#onClose = onClose;
-    const wake = () => {
-      const resolve = this.#wake;
-      this.#wake = undefined;
-      resolve?.();
-    };
-    socket.on("readable", wake);
-    socket.on("end", () => {
-      this.#ended = true;
-      wake();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      wake();
-    });
-    socket.on("error", (error: Error) => {
-      this.#failure = error;
-      wake();
-    });
+    this.#afterClose = onClose;
+    // Paused first, so adding the 'data' listener does not start the flow: a read starts it.
+    socket.pause();
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("close", this.#onClose);
+    socket.on("error", this.#onError);
+  }
+
+  readonly #onData = (chunk: Uint8Array) => {
+    this.#chunks.push(chunk);
+    this.#queued += chunk.length;
+    if (this.#queued >= QUEUE_LIMIT) this.#pause();
+    this.#wakeReader();
+  };
+
+  readonly #onEnd = () => {
+    this.#ended = true;
+    this.#wakeReader();
+  };
+
+  readonly #onClose = () => {
+    this.#onEnd();
+    for (const settle of this.#unsettledWrites) {
+      settle(new Deno.errors.BadResource("socket closed"));
+    }
+  };
+
+  readonly #onError = (error: Error) => {
+    this.#failure = error;
+    this.#wakeReader();
+  };
+
+  /** Bytes delivered by the socket and not read yet. */
+  get buffered(): number {
+    return this.#queued;
+  }
+
+  #wakeReader(): void {
+    const resolve = this.#wake;
+    this.#wake = undefined;
+    resolve?.();
+  }
+
+  #pause(): void {
+    if (this.socket.readableFlowing === true) this.socket.pause();
+  }
+
+  /**
+   * Lets the socket deliver. Its own state is asked, not a flag of ours: node's TLS socket may pause itself
+   * (a stale flag would leave a reader waiting for ever).
+   */
+  #resume(): void {
+    if (!this.#ended && this.socket.readableFlowing !== true) this.socket.resume();
   }
 
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (true) {
-      const chunk: Uint8Array | null = this.#leftover ?? this.socket.read();
-      this.#leftover = undefined;
-      if (chunk && chunk.length > 0) {
-        const n = Math.min(chunk.length, buffer.length);
-        buffer.set(chunk.subarray(0, n));
-        if (n < chunk.length) this.#leftover = chunk.subarray(n);
-        return n;
-      }
+    while (this.#queued === 0) {
       if (this.#failure) throw this.#failure;
       if (this.#ended || this.socket.destroyed) return null;
+      this.#resume();
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
+    let n = 0;
+    while (n < buffer.length && this.#chunks.length > 0) {
+      const chunk = this.#chunks[0];
+      const take = Math.min(chunk.length - this.#offset, buffer.length - n);
+      buffer.set(
+        take === chunk.length ? chunk : chunk.subarray(this.#offset, this.#offset + take),
+        n,
+      );
+      n += take;
+      this.#offset += take;
+      if (this.#offset === chunk.length) {
+        this.#chunks.shift();
+        this.#offset = 0;
+      }
+    }
+    this.#queued -= n;
+    if (this.#queued < QUEUE_LIMIT) this.#resume();
+    return n;
+  }
+
+  /**
+   * Stops using the socket and gives back what was delivered but not read yet (it goes back into the paused
+   * socket, in front of what it still holds), so another reader, such as node:tls, can take it over. False when
+   * there is nothing to take over: the peer ended, the socket failed or was closed.
+   */
+  release(): boolean {
+    this.socket.off("data", this.#onData);
+    this.socket.off("end", this.#onEnd);
+    this.socket.off("close", this.#onClose);
+    this.socket.off("error", this.#onError);
+    this.socket.pause();
+    const unread = this.#chunks;
+    if (unread.length > 0) unread[0] = unread[0].subarray(this.#offset);
+    for (let i = unread.length - 1; i >= 0; i--) this.socket.unshift(unread[i]);
+    this.#chunks = [];
+    this.#offset = 0;
+    this.#queued = 0;
+    const socket = this.socket as Duplex & { readyState?: string };
+    return !this.#ended && !this.#failure && !socket.destroyed &&
+      (socket.readyState === undefined || socket.readyState === "open");
   }
 
   write(data: Uint8Array): Promise<number> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.socket.destroyed) return Promise.reject(new Deno.errors.BadResource("socket closed"));
     return new Promise((resolve, reject) => {
-      this.socket.write(
-        data,
-        (error?: Error | null) => error ? reject(error) : resolve(data.length),
-      );
+      // A write the socket had taken when it was closed may never hear back: the close settles it.
+      const settle = (error?: Error | null) => {
+        this.#unsettledWrites.delete(settle);
+        if (error) reject(error);
+        else resolve(data.length);
+      };
+      this.#unsettledWrites.add(settle);
+      this.socket.write(data, settle);
     });
   }
 
@@ -78,6 +161,6 @@ export class NodeSocketStream implements ByteStream {
 
   close(): void {
     this.socket.destroy();
-    this.#onClose?.();
+    this.#afterClose?.();
   }
 }

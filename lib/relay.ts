@@ -19,15 +19,10 @@
  * @module
  */
 
-import { type ByteStream, closeQuietly, ReadBuffers, writeAll } from "./io.ts";
+import { type ByteStream, closeQuietly, ReadBuffers } from "./io.ts";
 import { CloseCode } from "./websocket/frames.ts";
 import type { Framing } from "./websocket/handshake.ts";
-import {
-  type ClosedBy,
-  ServerSession,
-  type SessionAction,
-  TARGET_HEADROOM,
-} from "./websocket/protocol.ts";
+import { type ClosedBy, ServerSession, TARGET_HEADROOM } from "./websocket/protocol.ts";
 
 export type { ClosedBy };
 
@@ -46,27 +41,27 @@ const READ_AHEAD_CHUNK = 64 * 1024;
 const CLOSE_LINGER_MS = 30_000;
 
 /**
- * Stuck target writes are found by one timer for the whole process, which runs while sessions exist and looks
- * only at relays with a write pending: a timer per write would cost every message.
+ * Stuck target writes are found by one timer for the whole process, which runs while sessions exist: each tick
+ * it asks every running relay whether its pending target write moved since the tick before. A message costs
+ * a counter increment, no timer, clock read or set update (a timer per write would cost every message).
  */
-let runningRelays = 0;
-const writesInProgress = new Set<Relay>();
+const STALL_TICK_MS = TARGET_STALL_MS / 2;
+const runningRelays = new Set<Relay>();
 let stallTimer: ReturnType<typeof setInterval> | undefined;
 
-function watchStalls(): void {
-  runningRelays++;
+function watchStalls(relay: Relay): void {
+  runningRelays.add(relay);
   if (stallTimer !== undefined) return;
   stallTimer = setInterval(() => {
     const now = performance.now();
-    for (const pending of writesInProgress) pending.checkTargetWrite(now);
-  }, TARGET_STALL_MS / 2);
+    for (const running of runningRelays) running.checkTargetWrite(now);
+  }, STALL_TICK_MS);
   Deno.unrefTimer(stallTimer);
 }
 
 function unwatchStalls(relay: Relay): void {
-  runningRelays--;
-  writesInProgress.delete(relay);
-  if (runningRelays === 0 && stallTimer !== undefined) {
+  runningRelays.delete(relay);
+  if (runningRelays.size === 0 && stallTimer !== undefined) {
     clearInterval(stallTimer);
     stallTimer = undefined;
   }
@@ -132,8 +127,12 @@ export class Relay {
   readonly #started = performance.now();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
 
-  /** Serialises writes to the client: both pumps send frames there. */
-  #clientWrites: Promise<unknown> = Promise.resolve();
+  /**
+   * Writes to the client go one after another (both pumps send frames there): `#clientWrites` settles when
+   * the last one queued is done, `#clientWritesQueued` counts those not done yet (none: write at once).
+   */
+  #clientWrites: Promise<void> = Promise.resolve();
+  #clientWritesQueued = 0;
   #clientOpen = true;
   #targetWritable = true;
   #targetEnded = false;
@@ -142,8 +141,13 @@ export class Relay {
   #bytesToClient = 0;
   /** Client bytes read while a target write was stuck; the client pump takes them next. */
   #readAhead: ReadAhead | undefined;
-  /** While a target write is pending: when it last moved forward (undefined: none pending). */
-  #targetProgressAt: number | undefined;
+  /** A target write is pending. */
+  #targetWriting = false;
+  /** Counts the target writes' steps forward; the stall watch compares it from one tick to the next. */
+  #targetProgress = 0;
+  #targetProgressSeen = 0;
+  /** When the stall watch last saw the pending target write move (its start counts as a move). */
+  #targetProgressAt = 0;
   #targetWriteStuck = false;
   /** Our close frame and a FIN have been written to the client. */
   #finSent = false;
@@ -164,7 +168,7 @@ export class Relay {
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
   async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
-    watchStalls();
+    watchStalls(this);
     if (this.#heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     const targetPump = this.#pumpTarget();
     await this.#pumpClient(initial);
@@ -196,8 +200,8 @@ export class Relay {
     // While a target write is pending the client is not read, so its pongs cannot be seen: behind a target
     // that is merely slow (its write moved lately), no verdict on the client. Once the target is stuck, only
     // a client that sent nothing at all (the read-ahead sees its bytes) is judged dead.
-    const progress = this.#targetProgressAt;
-    const judge = progress === undefined || performance.now() - progress >= this.#stuckTargetMs;
+    const judge = !this.#targetWriting ||
+      performance.now() - this.#targetProgressAt >= this.#stuckTargetMs;
     const ping = this.#session.heartbeat(judge);
     if (ping === "dead") {
       this.#clientOpen = false;
@@ -289,10 +293,18 @@ export class Relay {
     })();
   }
 
-  /** Called by the stall watch: a target write pending for TARGET_STALL_MS makes the relay watch the client. */
+  /**
+   * Called by the stall watch every STALL_TICK_MS: a target write that has not moved for TARGET_STALL_MS
+   * (measured to the tick) makes the relay watch the client.
+   */
   checkTargetWrite(now: number): void {
-    if (this.#targetProgressAt === undefined || this.#targetWriteStuck) return;
-    if (now - this.#targetProgressAt < TARGET_STALL_MS) return;
+    if (!this.#targetWriting) return;
+    if (this.#targetProgress !== this.#targetProgressSeen) {
+      this.#targetProgressSeen = this.#targetProgress;
+      this.#targetProgressAt = now;
+      return;
+    }
+    if (this.#targetWriteStuck || now - this.#targetProgressAt < TARGET_STALL_MS) return;
     this.#targetWriteStuck = true;
     this.#watchClient();
   }
@@ -307,38 +319,32 @@ export class Relay {
   /** Acts on one read's worth of client bytes, in order; true when the client side is finished. */
   async #onClientChunk(chunk: Uint8Array): Promise<boolean> {
     for (const action of this.#session.receive(chunk)) {
-      if (await this.#act(action)) return true;
+      switch (action.kind) {
+        case "forward":
+          await this.#writeToTarget(action.bytes);
+          break;
+        case "send":
+          if (action.closing) this.#sendCloseFrame(action.frame);
+          else await this.#sendToClient(action.frame);
+          break;
+        case "end":
+          await this.#clientWrites.catch(() => {}); // our close frame is out before the socket closes
+          return true;
+      }
     }
     return false;
   }
 
-  async #act(action: SessionAction): Promise<boolean> {
-    switch (action.kind) {
-      case "forward":
-        await this.#writeToTarget(action.bytes);
-        return false;
-      case "send":
-        if (action.closing) {
-          this.#sendCloseFrame(action.frame);
-        } else {
-          await this.#sendToClient(action.frame);
-        }
-        return false;
-      case "end":
-        await this.#clientWrites.catch(() => {}); // our close frame is out before the socket closes
-        return true;
-    }
-  }
-
   async #writeToTarget(bytes: Uint8Array): Promise<void> {
     if (!this.#targetWritable || bytes.length === 0) return;
-    this.#targetProgressAt = performance.now();
-    writesInProgress.add(this);
+    this.#targetWriting = true;
+    this.#targetProgress++;
     try {
       // writeAll, noting each step forward: a slow target is not a stuck one.
-      for (let offset = 0; offset < bytes.length;) {
+      let offset = await this.#target.write(bytes);
+      while (offset < bytes.length) {
+        this.#targetProgress++;
         offset += await this.#target.write(bytes.subarray(offset));
-        this.#targetProgressAt = performance.now();
       }
       this.#bytesFromClient += bytes.length;
       this.#observer.fromClient?.(bytes);
@@ -347,8 +353,7 @@ export class Relay {
       this.#targetWritable = false;
       this.#close(CloseCode.InternalError, "Target connection error", "target");
     } finally {
-      writesInProgress.delete(this);
-      this.#targetProgressAt = undefined;
+      this.#targetWriting = false;
       this.#targetWriteStuck = false;
     }
   }
@@ -387,11 +392,30 @@ export class Relay {
 
   // ---- client writes and closing -----------------------------------------------------------------------------
 
-  /** Queues a frame to the client after those already queued; resolves once written. */
+  /**
+   * Queues a frame to the client after those already queued; resolves once written. With none queued (the
+   * common case: one frame per target read) it is written at once, without a link in the chain.
+   */
   #sendToClient(frame: Uint8Array): Promise<void> {
-    const write = this.#clientWrites.then(() => writeAll(this.#client, frame));
-    this.#clientWrites = write.catch(() => {});
+    const queued = this.#clientWritesQueued++;
+    let write: Promise<void>;
+    if (queued === 0) {
+      write = this.#writeToClient(frame);
+    } else {
+      const next = () => this.#writeToClient(frame);
+      write = this.#clientWrites.then(next, next);
+    }
+    this.#clientWrites = write;
     return write;
+  }
+
+  async #writeToClient(frame: Uint8Array): Promise<void> {
+    try {
+      let offset = await this.#client.write(frame);
+      while (offset < frame.length) offset += await this.#client.write(frame.subarray(offset));
+    } finally {
+      this.#clientWritesQueued--;
+    }
   }
 
   /** Sends our close frame, unless one was sent already or the client is gone; starts the closing wait. */

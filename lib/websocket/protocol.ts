@@ -97,17 +97,11 @@ export class ServerSession {
     // lies before `pending` was already handed out in a forward action, so it is never written over.
     let pending = 0;
     let fill = 0;
-    const flush = () => {
-      if (fill > pending && this.#forwarding) {
-        actions.push({ kind: "forward", bytes: chunk.subarray(pending, fill) });
-      }
-      pending = fill;
-    };
     for (const event of this.#receiver.receive(chunk)) {
       switch (event.kind) {
         case "data": {
           if (this.framing === "base64" && event.text) {
-            flush();
+            pending = this.#flush(chunk, pending, fill, actions);
             this.#decodeBase64(event.payload, event.messageEnd, actions);
             continue;
           }
@@ -118,7 +112,7 @@ export class ServerSession {
           continue;
         }
         case "ping":
-          flush();
+          pending = this.#flush(chunk, pending, fill, actions);
           if (!this.closing) {
             actions.push({
               kind: "send",
@@ -131,7 +125,7 @@ export class ServerSession {
           this.#unansweredPings = 0;
           continue;
         case "close": {
-          flush();
+          pending = this.#flush(chunk, pending, fill, actions);
           this.#closeReceived = true;
           // An echo of the client's close: its code (or 1000 when it sent none) and reason.
           const echo = this.#beginClose(event.code ?? CloseCode.Normal, event.reason, "client");
@@ -140,7 +134,7 @@ export class ServerSession {
           return actions;
         }
         case "error": {
-          flush();
+          pending = this.#flush(chunk, pending, fill, actions);
           // The connection has failed: nothing more the client sends can be decoded. Our close goes out; the
           // client's next bytes (its close reply) or its EOF end the session.
           const frame = this.#beginClose(event.code, event.reason, "server");
@@ -151,8 +145,19 @@ export class ServerSession {
         }
       }
     }
-    flush();
+    this.#flush(chunk, pending, fill, actions);
     return actions;
+  }
+
+  /**
+   * Forwards the packed payload chunk[pending, fill), if any; returns the new `pending`. (A method, not a
+   * closure in `receive`: that would be an allocation per read.)
+   */
+  #flush(chunk: Uint8Array, pending: number, fill: number, actions: SessionAction[]): number {
+    if (fill > pending && this.#forwarding) {
+      actions.push({ kind: "forward", bytes: chunk.subarray(pending, fill) });
+    }
+    return fill;
   }
 
   #decodeBase64(payload: Uint8Array, messageEnd: boolean, actions: SessionAction[]): void {
