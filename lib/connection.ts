@@ -132,9 +132,9 @@ export class Connection {
         (this.conn as Deno.TcpConn).setNoDelay(true);
       }
       // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
-      const first = await this.deadline.race(readSome(this.conn, 1024), timeouts.firstByte);
+      let first = await this.deadline.race(readSome(this.conn, 1024), timeouts.firstByte);
       if (!first) return;
-      let initial = first;
+      let initial: Uint8Array | undefined = first;
       switch (classifyFirstBytes(first)) {
         case "tls": {
           const tls = await this.#startTls(first);
@@ -159,7 +159,9 @@ export class Connection {
           initial = notPolicy;
         }
       }
-      await this.#serveRequests(initial);
+      const serving = this.#serveRequests(initial);
+      first = initial = undefined; // this frame stays suspended for the whole session: it keeps no bytes
+      await serving;
     } catch (error) {
       // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
       if (!(error instanceof DeadlineExpired)) throw error;
@@ -212,10 +214,9 @@ export class Connection {
       if (!next) return;
       this.deadline.clear();
       const { request, rest } = next;
-      if (isUpgradeRequest(request)) {
-        await openSession(this, request, rest);
-        return;
-      }
+      // The session's promise is returned, not awaited: no frame of this loop stays suspended (holding
+      // memory) for as long as the session lasts.
+      if (isUpgradeRequest(request)) return openSession(this, request, rest);
       const web = settings.web;
       if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
         await this.#answerPlainHttp(request);

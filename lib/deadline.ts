@@ -31,7 +31,10 @@ export class DeadlineExpired extends Error {
 
 export class Deadline {
   readonly #onExpire: () => void;
-  readonly #controller = new AbortController();
+  /** Made when someone asks for `signal` (idle sessions are counted in thousands: each byte counts). */
+  #controller: AbortController | undefined;
+  /** What the pending races do when the deadline expires. */
+  #waiters: Set<() => void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #expired: DeadlineExpired | undefined;
 
@@ -42,6 +45,10 @@ export class Deadline {
 
   /** Aborted when the deadline expires: for APIs that take a signal. */
   get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#expired) this.#controller.abort(this.#expired);
+    }
     return this.#controller.signal;
   }
 
@@ -68,7 +75,10 @@ export class Deadline {
     if (this.#expired) return;
     clearTimeout(this.#timer);
     this.#expired = new DeadlineExpired(cause);
-    this.#controller.abort(this.#expired);
+    this.#controller?.abort(this.#expired);
+    const waiters = this.#waiters;
+    this.#waiters = undefined;
+    if (waiters) { for (const cut of waiters) cut(); }
     this.#onExpire();
   }
 
@@ -81,25 +91,28 @@ export class Deadline {
       promise.catch(() => {}); // its outcome no longer matters
       return Promise.reject(this.#expired);
     }
-    const signal = this.#controller.signal;
     return new Promise<T>((resolve, reject) => {
       const local = within === undefined
         ? undefined
         : setTimeout(() => this.expire("timeout"), within);
-      const onAbort = () => {
+      const onExpire = () => {
         clearTimeout(local);
         reject(this.#expired);
       };
-      signal.addEventListener("abort", onAbort, { once: true });
+      const waiters = this.#waiters ??= new Set();
+      waiters.add(onExpire);
+      const settled = () => {
+        clearTimeout(local);
+        this.#waiters?.delete(onExpire);
+        if (this.#waiters?.size === 0) this.#waiters = undefined;
+      };
       promise.then(
         (value) => {
-          clearTimeout(local);
-          signal.removeEventListener("abort", onAbort);
+          settled();
           resolve(value);
         },
         (error) => {
-          clearTimeout(local);
-          signal.removeEventListener("abort", onAbort);
+          settled();
           reject(this.#expired ?? error);
         },
       );

@@ -32,8 +32,12 @@ export function closeQuietly(stream: { close(): void }): void {
   }
 }
 
-/** An idle connection's pending read uses this many bytes. */
-export const SMALL_READ = 2 * 1024;
+/**
+ * An idle connection's pending read uses this many bytes: every idle session holds two such reads, so this is a
+ * good part of what an idle session costs. 512 takes the small messages of interactive use (VNC input events,
+ * keystrokes, a 100 B ping-pong) in one read; a read that fills it switches to the large buffer.
+ */
+export const SMALL_READ = 512;
 /**
  * A busy connection reads this much at a time. Python reads 64 KiB; 256 KiB measured 1.7x its downstream
  * throughput (fewer reads, writes and frames per byte), and only busy connections hold it.

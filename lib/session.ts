@@ -61,15 +61,16 @@ export async function openSession(
   );
   if (request.target !== "/") log.request(client, `${client}: Path: '${request.target}'`);
 
+  // Returned, not awaited, so this frame is not kept for as long as the session lasts (idle sessions are
+  // counted in thousands).
+  if (!settings.runOnce) return runSession(cx, verdict, rest, target);
   // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
-  if (settings.runOnce) cx.server.stopAccepting();
+  cx.server.stopAccepting();
   try {
     await runSession(cx, verdict, rest, target);
   } finally {
-    if (settings.runOnce) {
-      log.info(`${client}: exiting due to --run-once`);
-      cx.server.shutdown();
-    }
+    log.info(`${client}: exiting due to --run-once`);
+    cx.server.shutdown();
   }
 }
 
@@ -155,13 +156,12 @@ async function runSession(
   });
   // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
   cx.relay = relay;
-  let result: RelayResult;
-  try {
-    result = await relay.run(rest);
-  } finally {
+  // A continuation, not an await: no frame of this function stays suspended while the session lasts. (The
+  // relay never rejects.)
+  return relay.run(rest).then((result) => {
     recorder?.close();
-  }
-  logSessionEnd(cx, targetText, result);
+    logSessionEnd(cx, targetText, result);
+  });
 }
 
 /** Closes a WebSocket that never got a target: the close frame, then a bounded wait for the reply. */

@@ -18,11 +18,14 @@ export function classifyFirstBytes(first: Uint8Array): FirstBytes {
   return "plain";
 }
 
-/** One read of at most `size` bytes; undefined at EOF. */
+/**
+ * One read of at most `size` bytes; undefined at EOF. The bytes come in an array of their own size (a view
+ * would keep the whole read buffer alive as long as anything keeps the bytes).
+ */
 export async function readSome(stream: ByteStream, size: number): Promise<Uint8Array | undefined> {
   const buffer = new Uint8Array(size);
   const n = await stream.read(buffer);
-  return n === null ? undefined : buffer.subarray(0, n);
+  return n === null ? undefined : buffer.slice(0, n);
 }
 
 /** Old Flash clients (web-socket-js) asked for this before connecting. */
