@@ -9,6 +9,9 @@
  *   deno task bench --compare=../base              # also measures the proxy in ../base (e.g. a `git worktree` of
  *                                                  # the last commit), in the same run: a last column "this / base"
  *
+ * Latency is also measured through tests/bench/floor_relay.ts, a bare Deno relay: the floor this runtime sets
+ * for any relay written on it, so the proxy's own cost per message shows as "websockify (Deno) / bare relay".
+ *
  * The client is this process, speaking raw WebSocket with pre-masked 64 KiB frames (so client-side masking costs
  * nothing and does not cap the figures). The target is tests/bench/target.ts in its own process. Proxy CPU comes
  * from /proc (the proxy's whole process tree, children included), memory is PSS from /proc/<pid>/smaps_rollup
@@ -40,7 +43,15 @@ const COMPARE = (() => {
   return dir ? Deno.realPathSync(dir).replace(/\/?$/, "/") : undefined;
 })();
 
-type Variant = "direct" | "deno" | "python" | "base" | "deno-tls" | "python-tls" | "base-tls";
+type Variant =
+  | "direct"
+  | "deno"
+  | "python"
+  | "base"
+  | "floor"
+  | "deno-tls"
+  | "python-tls"
+  | "base-tls";
 /** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
 let certs: TestCerts | undefined;
 const isTls = (variant: Variant) => variant.endsWith("-tls");
@@ -168,6 +179,15 @@ async function startProxy(
   v8Flags: string[] = [],
 ): Promise<{ port: number; proc?: Proc }> {
   if (variant === "direct") return { port: targetPort };
+  if (variant === "floor") {
+    const proc = new Proc(Deno.execPath(), [
+      "run",
+      "-A",
+      `${ROOT}tests/bench/floor_relay.ts`,
+      String(targetPort),
+    ]);
+    return { port: Number((await proc.waitFor(/port (\d+)/))[1]), proc };
+  }
   const tlsArgs = isTls(variant) ? [`--cert=${certs!.combined}`] : [];
   if (!variant.startsWith("python")) {
     const root = variant.startsWith("base") ? COMPARE! : ROOT;
@@ -556,6 +576,8 @@ async function main() {
     Deno.exit(1);
   }
   const variants: Variant[] = ["direct", "deno", "python", ...(COMPARE ? ["base" as const] : [])];
+  /** Latency also measures the floor: a bare Deno relay (tests/bench/floor_relay.ts). */
+  const latencyVariants: Variant[] = [...variants, "floor"];
   const results: Record<string, unknown> = {
     quick: QUICK,
     transferMiB: TRANSFER / MiB,
@@ -665,7 +687,7 @@ async function main() {
   }
 
   const latency: Record<Variant, { p50: number; p99: number }> = {} as never;
-  for (const variant of wanted("latency") ? variants : []) {
+  for (const variant of wanted("latency") ? latencyVariants : []) {
     latency[variant] = await measureLatency(variant);
     console.error(
       `latency ${variant}: p50 ${fmt(latency[variant].p50)} µs, p99 ${
@@ -683,6 +705,24 @@ async function main() {
       ratio(latency.deno[p], latency.python[p]),
       ratio(latency.deno[p], latency.direct[p]),
     ], latency.base ? ratio(latency.deno[p], latency.base[p]) : "-");
+  }
+  for (const p of wanted("latency") ? ["p50", "p99"] as const : []) {
+    row([
+      `100 B round trip ${p} µs: a bare Deno relay in the Deno column (the runtime's floor)`,
+      fmt(latency.direct[p]),
+      fmt(latency.floor[p]),
+      fmt(latency.python[p]),
+      ratio(latency.floor[p], latency.python[p]),
+      ratio(latency.floor[p], latency.direct[p]),
+    ]);
+    row([
+      `100 B round trip ${p}: websockify (Deno) / the bare Deno relay`,
+      "-",
+      ratio(latency.deno[p], latency.floor[p]),
+      "-",
+      "-",
+      "-",
+    ]);
   }
 
   if (wanted("alloc")) {
