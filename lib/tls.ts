@@ -434,7 +434,8 @@ export async function acceptTls(
     // and the engine. The sniffed bytes go back into the socket, where the engine reads them first.
     // A client already gone (it may leave while the certificate is read) gets no engine: Deno 2.9.6's
     // node:tls would give a closed socket a fresh one that never starts and is never freed.
-    if (!conn.release()) throw new TlsError("connection closed during the TLS handshake");
+    if (!conn.canHandOver) throw new TlsError("connection closed during the TLS handshake");
+    conn.release();
     conn.socket.unshift(sniffed);
     transport = conn.socket;
   } else {

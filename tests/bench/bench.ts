@@ -49,6 +49,7 @@ type Variant =
   | "python"
   | "base"
   | "floor"
+  | "deno-mixed"
   | "deno-tls"
   | "python-tls"
   | "base-tls";
@@ -188,7 +189,8 @@ async function startProxy(
     ]);
     return { port: Number((await proc.waitFor(/port (\d+)/))[1]), proc };
   }
-  const tlsArgs = isTls(variant) ? [`--cert=${certs!.combined}`] : [];
+  // deno-mixed: plain ws:// clients of a proxy that also serves wss:// (a certificate is given).
+  const tlsArgs = isTls(variant) || variant === "deno-mixed" ? [`--cert=${certs!.combined}`] : [];
   if (!variant.startsWith("python")) {
     const root = variant.startsWith("base") ? COMPARE! : ROOT;
     const proc = new Proc(Deno.execPath(), [
@@ -663,6 +665,21 @@ async function main() {
           ratio(deno.mbPerCpuSecond, python.mbPerCpuSecond),
           "-",
         ], base ? ratio(deno.mbPerCpuSecond, base.mbPerCpuSecond) : "-");
+      }
+      // Plain ws:// on a port that also serves wss:// (the listener differs when a certificate is given).
+      for (const [label, mode] of transfers) {
+        const mixed = await measureTransfer("deno-mixed", mode);
+        const plain = (results[mode] as Record<Variant, Throughput> | undefined)?.python;
+        console.error(`ws ${label} with a certificate: ${fmt(mixed.mbps)} MB/s`);
+        results[`mixed-${mode}`] = mixed;
+        row([
+          `ws ${label}, the port also serving wss (certificate given)`,
+          "-",
+          fmt(mixed.mbps),
+          plain ? fmt(plain.mbps) : "-",
+          plain ? ratio(mixed.mbps, plain.mbps) : "-",
+          "-",
+        ]);
       }
       // Latency over wss, what most deployments run: the same 100 B ping-pong as plain.
       const tlsLatency = {
