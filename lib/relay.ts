@@ -167,11 +167,17 @@ export class Relay {
   }
 
   /** Relays until the session is over. `initial` holds client bytes that arrived with the request head. */
-  async run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
+  run(initial: Uint8Array = new Uint8Array(0)): Promise<RelayResult> {
     watchStalls(this);
     if (this.#heartbeatMs > 0) this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatMs);
     const targetPump = this.#pumpTarget();
-    await this.#pumpClient(initial);
+    // A continuation rather than an await: no frame of `run` stays suspended while the session lasts (idle
+    // sessions are counted in thousands). The client pump never rejects.
+    return this.#pumpClient(initial).then(() => this.#finish(targetPump));
+  }
+
+  /** After the client pump: the target's end (bounded), both sockets closed, the result. */
+  async #finish(targetPump: Promise<void>): Promise<RelayResult> {
     // The client side is finished: let the target see EOF after everything it was sent, and wait (bounded) for
     // it to finish too, so closing never resets data still in flight.
     this.#startDeadline();

@@ -50,9 +50,11 @@ export class ProxyServer implements ServerContext {
   readonly plugins: ServerPlugins;
   readonly listenText: string;
   readonly #listener: Acceptor;
-  /** Every connection being served, whatever its state (shutdown stops each its own way). */
-  readonly #connections = new Set<Connection>();
-  readonly #handlers = new Set<Promise<void>>();
+  /**
+   * Every connection being served, whatever its state (shutdown stops each its own way), and the promise of
+   * its end: one map entry and one link per connection (idle ones are counted in thousands).
+   */
+  readonly #connections = new Map<Connection, Promise<unknown>>();
   #stopping = false;
   #served: Promise<void> | undefined;
   /** Every accepted connection counts (it numbers the --record files, as in Python). */
@@ -132,10 +134,10 @@ export class ProxyServer implements ServerContext {
     if (this.#stopping) return this.#served;
     this.#stopping = true;
     closeQuietly(this.#listener);
-    for (const connection of this.#connections) connection.shutdown();
+    for (const connection of this.#connections.keys()) connection.shutdown();
     const served = this.serve();
     const limit = sleep(this.timeouts.close + 500).then(() => {
-      for (const connection of this.#connections) connection.deadline.expire("shutdown");
+      for (const connection of this.#connections.keys()) connection.deadline.expire("shutdown");
     });
     await Promise.race([served, limit]);
   }
@@ -155,7 +157,7 @@ export class ProxyServer implements ServerContext {
     if (idleTimeout > 0) {
       let idleSince: number | undefined = performance.now();
       timers.push(setInterval(() => {
-        if (this.#handlers.size > 0) {
+        if (this.#connections.size > 0) {
           idleSince = undefined;
         } else {
           idleSince ??= performance.now();
@@ -210,20 +212,20 @@ export class ProxyServer implements ServerContext {
       this.#serveConnection(new Connection(this, conn, ++this.#connectionCount));
     }
     stopChecks();
-    await Promise.all(this.#handlers);
+    await Promise.all(this.#connections.values());
     if (this.settings.listen.kind === "unix") {
       await Deno.remove(this.settings.listen.path).catch(() => {});
     }
   }
 
   #serveConnection(connection: Connection): void {
-    this.#connections.add(connection);
-    const handler = connection.run()
-      .catch((error) => this.log.error(`handler exception: ${describeError(error)}`))
-      .finally(() => {
+    const ended = connection.run().then(
+      () => this.#connections.delete(connection),
+      (error) => {
+        this.log.error(`handler exception: ${describeError(error)}`);
         this.#connections.delete(connection);
-        this.#handlers.delete(handler);
-      });
-    this.#handlers.add(handler);
+      },
+    );
+    this.#connections.set(connection, ended);
   }
 }
