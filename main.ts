@@ -19,13 +19,7 @@ import { FACILITY, FileSink, SyslogSink } from "./lib/logsinks.ts";
 import { loadPlugins, type ServerPlugins } from "./lib/plugins.ts";
 import { DEFAULT_TIMEOUTS, ProxyServer } from "./lib/server.ts";
 import type { Settings } from "./lib/settings.ts";
-import {
-  certificateExists,
-  checkStartup,
-  fsReason,
-  resolveSettings,
-  type StartupProblem,
-} from "./lib/startup.ts";
+import { checkStartup, fsReason, resolveSettings, type StartupProblem } from "./lib/startup.ts";
 import { describeError } from "./lib/targets.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./lib/wrap.ts";
 
@@ -144,9 +138,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
 
   let listener: Acceptor;
   try {
-    listener = await openListener(settings.listen, {
-      nativeTls: certificateExists(settings.tls.cert),
-    });
+    listener = await openListener(settings.listen);
   } catch (error) {
     const reason = `Opening socket failed: ${listenFailure(settings, error)}`;
     reportDaemonStatus(`error: ${reason}`);

@@ -29,7 +29,6 @@ import { sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import type { Relay } from "./relay.ts";
 import { openSession } from "./session.ts";
 import type { Settings, TargetSpec } from "./settings.ts";
-import { DirectSocketStream } from "./nodesocket.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
 import { describeError } from "./targets.ts";
 import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
@@ -154,14 +153,10 @@ export class Connection {
             this.log.info(`${this.client}: non-SSL connection received but disallowed`);
             return;
           }
-          if (first[0] === 0x3c) {
-            const notPolicy = await answerFlashPolicy(this.conn, first, this.deadline);
-            if (!notPolicy) return;
-            initial = notPolicy;
-          }
-          // A node:net socket (the listener where TLS may come) is read straight into the relay's buffers
-          // from here on.
-          this.stream = DirectSocketStream.takeOver(this.conn) ?? this.conn;
+          if (first[0] !== 0x3c) break;
+          const notPolicy = await answerFlashPolicy(this.conn, first, this.deadline);
+          if (!notPolicy) return;
+          initial = notPolicy;
         }
       }
       const serving = this.#serveRequests(initial);

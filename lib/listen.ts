@@ -23,39 +23,14 @@ export interface Acceptor {
   readonly addr: Deno.Addr;
 }
 
-/** How the listener is opened. */
-export interface ListenerOptions {
-  /**
-   * TLS may come on this TCP listener (a certificate is there): accept through node:net, whose sockets node:tls
-   * attaches its engine to natively, ciphertext never passing through JavaScript (1.3-1.6x the wss downstream
-   * of the other path, `deno task bench --only=tls`). Plain connections read faster from `Deno.listen`, which
-   * serves when TLS cannot come.
-   */
-  nativeTls?: boolean;
-}
-
 /** Opens the listening socket. Throws (with the OS reason) when it cannot. */
-export async function openListener(
-  spec: ListenSpec,
-  options: ListenerOptions = {},
-): Promise<Acceptor> {
-  if (spec.kind === "inetd") return await NodeAcceptor.open();
+export async function openListener(spec: ListenSpec): Promise<Acceptor> {
+  if (spec.kind === "inetd") return await InetdAcceptor.open();
   if (spec.kind === "unix") {
     await removeStaleSocket(spec.path);
     const listener = Deno.listen({ transport: "unix", path: spec.path });
     await Deno.chmod(spec.path, spec.mode);
     return listener;
-  }
-  if (options.nativeTls) {
-    if (spec.hostname !== "") {
-      return await NodeAcceptor.open({ host: spec.hostname, port: spec.port });
-    }
-    try {
-      return await NodeAcceptor.open({ host: "::", port: spec.port, ipv6Only: false });
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) throw error;
-      return await NodeAcceptor.open({ host: "0.0.0.0", port: spec.port });
-    }
   }
   if (spec.hostname === "") {
     // Every interface: one dual-stack socket on "::" serves IPv4 and IPv6 alike; where IPv6 is off, IPv4 only.
@@ -133,22 +108,8 @@ export function describeListener(spec: ListenSpec, acceptor: Acceptor): string {
   return spec.hostname === "" ? `:${address.port}` : formatHostPort(spec.hostname, address.port);
 }
 
-/** A node:net error as the Deno error the rest of the program knows (the class and the OS's words). */
-function asDenoError(error: Error & { code?: string }): Error {
-  switch (error.code) {
-    case "EADDRINUSE":
-      return new Deno.errors.AddrInUse("Address already in use");
-    case "EADDRNOTAVAIL":
-      return new Deno.errors.AddrNotAvailable("Cannot assign requested address");
-    case "EACCES":
-      return new Deno.errors.PermissionDenied("Permission denied");
-    default:
-      return error;
-  }
-}
-
-/** A client of a node:net listener, as a ByteStream with its address. */
-class NodeConn extends NodeSocketStream implements ClientConn {
+/** A client of the inherited socket, as a ByteStream with its address. */
+class InetdConn extends NodeSocketStream implements ClientConn {
   readonly remoteAddr: Deno.Addr;
   constructor(socket: net.Socket) {
     super(socket);
@@ -162,11 +123,10 @@ class NodeConn extends NodeSocketStream implements ClientConn {
 }
 
 /**
- * A node:net listener: a TCP port where TLS may come (see ListenerOptions), or, with `--inetd` ("wait" style),
- * the listening socket inherited as file descriptor 0, adopted with `listen({fd})` (Deno has no native API for
- * it).
+ * `--inetd` ("wait" style): file descriptor 0 is a listening socket, adopted with node:net's `listen({fd})` (Deno
+ * has no native API for it).
  */
-class NodeAcceptor implements Acceptor {
+class InetdAcceptor implements Acceptor {
   readonly #server: net.Server;
   readonly #queue: net.Socket[] = [];
   #waiting: { resolve(conn: ClientConn): void; reject(error: Error): void } | undefined;
@@ -175,36 +135,32 @@ class NodeAcceptor implements Acceptor {
   #closed = false;
   addr: Deno.Addr = { transport: "tcp", hostname: "inetd", port: 0 };
 
-  constructor(server: net.Server) {
+  private constructor(server: net.Server) {
     this.#server = server;
     server.on("connection", (socket: net.Socket) => {
       socket.pause();
       if (this.#waiting) {
         const waiting = this.#waiting;
         this.#waiting = undefined;
-        waiting.resolve(new NodeConn(socket));
+        waiting.resolve(new InetdConn(socket));
       } else {
         this.#queue.push(socket);
       }
     });
   }
 
-  static open(where: net.ListenOptions | { fd: number } = { fd: 0 }): Promise<NodeAcceptor> {
+  static open(): Promise<InetdAcceptor> {
     return new Promise((resolve, reject) => {
       // Half-open like a Deno.Conn: a client that ends its side still gets everything owed to it.
       const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
-      const acceptor = new NodeAcceptor(server);
+      const acceptor = new InetdAcceptor(server);
       let listening = false;
       server.on("error", (error: Error) => {
-        if (listening) return acceptor.#failed(asDenoError(error));
+        if (listening) return acceptor.#failed(error);
         server.close();
-        reject(
-          "fd" in where
-            ? new Error(`--inetd: standard input is not a listening socket (${error.message})`)
-            : asDenoError(error),
-        );
+        reject(new Error(`--inetd: standard input is not a listening socket (${error.message})`));
       });
-      server.listen(where, () => {
+      server.listen({ fd: 0 }, () => {
         listening = true;
         const address = server.address();
         if (address && typeof address === "object") {
@@ -231,7 +187,7 @@ class NodeAcceptor implements Acceptor {
     this.#failure = undefined;
     if (failure) return Promise.reject(failure);
     const socket = this.#queue.shift();
-    if (socket) return Promise.resolve(new NodeConn(socket));
+    if (socket) return Promise.resolve(new InetdConn(socket));
     return new Promise((resolve, reject) => this.#waiting = { resolve, reject });
   }
 

@@ -23,11 +23,10 @@ import {
   type KeyUsageType,
   Version,
 } from "@peculiar/asn1-x509";
-import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
-import { NodeSocketStream } from "./nodesocket.ts";
+import { NodeSocketStream, ReadGate } from "./nodesocket.ts";
 import type { ServerTls } from "./settings.ts";
 
 /** The TLS side of the settings, as the command line decides it (`--ssl-only` is the server's business). */
@@ -354,8 +353,13 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
 const SMALL_CIPHERTEXT_READ = 4 * 1024;
 const LARGE_CIPHERTEXT_READ = 128 * 1024;
 
-/** A node Duplex over a byte stream that first replays bytes already read from it. Pull-based: backpressure. */
-function connDuplex(conn: ByteStream, replay: Uint8Array): Duplex {
+/**
+ * A node Duplex over a byte stream that first replays bytes already read from it. Pull-based, and it reads
+ * only while `gate` is open: node:tls (Deno 2.9.6) pulls ciphertext and decrypts whether or not its reader
+ * keeps up (its read stop only withholds the plaintext, which piles up: 2.3 GB in 4 s from a client flooding
+ * a stalled target, measured), so the reader of the plaintext closes the gate instead.
+ */
+function connDuplex(conn: ByteStream, replay: Uint8Array, gate: ReadGate): Duplex {
   let pending: Uint8Array | undefined = replay.length > 0 ? replay : undefined;
   // Each read hands its buffer to the stream, so every read needs a fresh one: small while the peer is quiet
   // (an idle connection waits on it), large once reads come back full (128 KiB measured 1.2x the wss
@@ -367,6 +371,10 @@ function connDuplex(conn: ByteStream, replay: Uint8Array): Duplex {
         const bytes = pending;
         pending = undefined;
         this.push(bytes);
+        return;
+      }
+      if (!gate.open) {
+        gate.whenOpen(() => this._read(size));
         return;
       }
       const buffer = new Uint8Array(size);
@@ -411,8 +419,8 @@ function connDuplex(conn: ByteStream, replay: Uint8Array): Duplex {
 export class TlsStream extends NodeSocketStream {
   declare readonly socket: tls.TLSSocket;
 
-  constructor(socket: tls.TLSSocket, conn: ByteStream) {
-    super(socket, () => closeQuietly(conn));
+  constructor(socket: tls.TLSSocket, conn: ByteStream, gate: ReadGate) {
+    super(socket, () => closeQuietly(conn), gate);
   }
 }
 
@@ -428,20 +436,9 @@ export async function acceptTls(
   credentials: Credentials,
   signal?: AbortSignal,
 ): Promise<TlsStream> {
-  let transport: Duplex;
-  if (conn instanceof NodeSocketStream && conn.socket instanceof net.Socket) {
-    // A node:net socket: node:tls attaches its engine to the native socket, no JavaScript between the kernel
-    // and the engine. The sniffed bytes go back into the socket, where the engine reads them first.
-    // A client already gone (it may leave while the certificate is read) gets no engine: Deno 2.9.6's
-    // node:tls would give a closed socket a fresh one that never starts and is never freed.
-    if (!conn.canHandOver) throw new TlsError("connection closed during the TLS handshake");
-    conn.release();
-    conn.socket.unshift(sniffed);
-    transport = conn.socket;
-  } else {
-    transport = connDuplex(conn, sniffed);
-  }
-  const socket = new tls.TLSSocket(transport, {
+  // The decrypted side tells the ciphertext side when to stop reading: node:tls itself never stops.
+  const gate = new ReadGate();
+  const socket = new tls.TLSSocket(connDuplex(conn, sniffed, gate), {
     isServer: true,
     cert: credentials.cert,
     key: credentials.key,
@@ -451,7 +448,7 @@ export async function acceptTls(
     ca: credentials.ca,
   });
   guardDeferredStart(socket);
-  const stream = new TlsStream(socket, conn);
+  const stream = new TlsStream(socket, conn, gate);
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once("secure", () => resolve());
@@ -471,8 +468,8 @@ export async function acceptTls(
     return stream;
   } catch (error) {
     // Not before the socket's deferred start has run (it comes within this turn of the event loop): Deno
-    // 2.9.6's node:tls skips the start of a socket destroyed before it, and an engine attached to a native
-    // socket is then never freed (about 20 KB each, measured).
+    // 2.9.6's node:tls skips the start of a socket destroyed before it, and its engine may then never be
+    // freed (seen with an engine on a node:net socket: about 20 KB per client that left at once).
     await new Promise((resolve) => setTimeout(resolve, 0));
     stream.close();
     throw error instanceof TlsError ? error : new TlsError(String(error));

@@ -49,7 +49,6 @@ type Variant =
   | "python"
   | "base"
   | "floor"
-  | "deno-mixed"
   | "deno-tls"
   | "python-tls"
   | "base-tls";
@@ -189,8 +188,7 @@ async function startProxy(
     ]);
     return { port: Number((await proc.waitFor(/port (\d+)/))[1]), proc };
   }
-  // deno-mixed: plain ws:// clients of a proxy that also serves wss:// (a certificate is given).
-  const tlsArgs = isTls(variant) || variant === "deno-mixed" ? [`--cert=${certs!.combined}`] : [];
+  const tlsArgs = isTls(variant) ? [`--cert=${certs!.combined}`] : [];
   if (!variant.startsWith("python")) {
     const root = variant.startsWith("base") ? COMPARE! : ROOT;
     const proc = new Proc(Deno.execPath(), [
@@ -666,21 +664,6 @@ async function main() {
           "-",
         ], base ? ratio(deno.mbPerCpuSecond, base.mbPerCpuSecond) : "-");
       }
-      // Plain ws:// on a port that also serves wss:// (the listener differs when a certificate is given).
-      for (const [label, mode] of transfers) {
-        const mixed = await measureTransfer("deno-mixed", mode);
-        const plain = (results[mode] as Record<Variant, Throughput> | undefined)?.python;
-        console.error(`ws ${label} with a certificate: ${fmt(mixed.mbps)} MB/s`);
-        results[`mixed-${mode}`] = mixed;
-        row([
-          `ws ${label}, the port also serving wss (certificate given)`,
-          "-",
-          fmt(mixed.mbps),
-          plain ? fmt(plain.mbps) : "-",
-          plain ? ratio(mixed.mbps, plain.mbps) : "-",
-          "-",
-        ]);
-      }
       // Latency over wss, what most deployments run: the same 100 B ping-pong as plain.
       const tlsLatency = {
         deno: await measureLatency("deno-tls"),
@@ -698,6 +681,58 @@ async function main() {
           "-",
         ], tlsLatency.base ? ratio(tlsLatency.deno[p], tlsLatency.base[p]) : "-");
       }
+      // The other scenarios over wss: handshakes (TLS included), idle sessions, a stalled target.
+      const tlsHandshakes = {
+        deno: await measureHandshakes("deno-tls"),
+        python: await measureHandshakes("python-tls"),
+        base: COMPARE ? await measureHandshakes("base-tls") : undefined,
+      };
+      results["tls-handshakes"] = tlsHandshakes;
+      row([
+        "wss handshakes per second (16 parallel, TLS included)",
+        "-",
+        fmt(tlsHandshakes.deno),
+        fmt(tlsHandshakes.python),
+        ratio(tlsHandshakes.deno, tlsHandshakes.python),
+        "-",
+      ], tlsHandshakes.base ? ratio(tlsHandshakes.deno, tlsHandshakes.base) : "-");
+      const idle = QUICK ? 200 : 1000;
+      const tlsIdle = {
+        deno: await measureConcurrency("deno-tls", idle),
+        python: await measureConcurrency("python-tls", idle),
+        base: COMPARE ? await measureConcurrency("base-tls", idle) : undefined,
+      };
+      results["tls-concurrency"] = tlsIdle;
+      row([
+        `wss ${idle} connections: served`,
+        "-",
+        `${tlsIdle.deno.succeeded}/${idle}`,
+        `${tlsIdle.python.succeeded}/${idle}`,
+        "-",
+        "-",
+      ]);
+      row([
+        `wss ${idle} connections: proxy KiB per idle connection (lower is better)`,
+        "-",
+        fmt(tlsIdle.deno.kibPerConnection, 1),
+        fmt(tlsIdle.python.kibPerConnection, 1),
+        ratio(tlsIdle.deno.kibPerConnection, tlsIdle.python.kibPerConnection),
+        "-",
+      ], tlsIdle.base ? ratio(tlsIdle.deno.kibPerConnection, tlsIdle.base.kibPerConnection) : "-");
+      const tlsStall = {
+        deno: await measureStall("deno-tls"),
+        python: await measureStall("python-tls"),
+        base: COMPARE ? await measureStall("base-tls") : undefined,
+      };
+      results["tls-stall"] = tlsStall;
+      row([
+        "wss, stalled target, 4 s flood: proxy memory growth MiB",
+        "-",
+        fmt(tlsStall.deno.growthMiB, 1),
+        fmt(tlsStall.python.growthMiB, 1),
+        "-",
+        "-",
+      ], tlsStall.base ? `base: ${fmt(tlsStall.base.growthMiB, 1)}` : "-");
     } finally {
       await certs.remove();
     }

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
+import { type TestCerts, withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
@@ -75,17 +76,21 @@ Deno.test("SIGTERM: open sessions get close 1001, the process exits 0 promptly",
   }
 });
 
-Deno.test("a target that never reads: the flooding client is throttled, the proxy's memory stays flat", async () => {
+/** A client floods a target that never reads, for 3 s: the proxy must stop reading it, not buffer it all. */
+async function floodStalledTarget(
+  tls: { certs: TestCerts; ca: string } | undefined,
+): Promise<void> {
   const stalled: Deno.Conn[] = [];
   const release = Promise.withResolvers<void>();
   const target = new TcpTarget(async (conn) => {
     stalled.push(conn); // accepted, never read
     await release.promise;
   });
-  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`]);
+  const certArgs = tls ? [`--cert=${tls.certs.serverCert}`, `--key=${tls.certs.serverKey}`] : [];
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, ...certArgs]);
   try {
     const port = await proxy.port();
-    const client = await RawClient.open(port);
+    const client = tls ? await RawClient.openTls(port, tls.ca) : await RawClient.open(port);
     const frame = encodeFrame(Opcode.Binary, new Uint8Array(64 * 1024), { mask: MASK });
     await sleep(300);
     const before = proxy.rssKiB();
@@ -114,6 +119,56 @@ Deno.test("a target that never reads: the flooding client is throttled, the prox
     release.resolve();
     await target.close();
   }
+}
+
+Deno.test("a target that never reads: the flooding client is throttled, the proxy's memory stays flat", async () => {
+  await floodStalledTarget(undefined);
+});
+
+Deno.test("...and over wss: node:tls decrypts whatever it is given, so the proxy stops giving", async () => {
+  await withTestCerts((certs, ca) => floodStalledTarget({ certs, ca }));
+});
+
+/** A target floods a client that never reads, for 3 s: the proxy must stop reading the target. */
+async function floodStalledClient(
+  tls: { certs: TestCerts; ca: string } | undefined,
+): Promise<void> {
+  let written = 0;
+  let stop = false;
+  const target = new TcpTarget(async (conn) => {
+    const chunk = new Uint8Array(64 * 1024).fill(7);
+    try {
+      while (!stop) {
+        await writeAll(conn, chunk);
+        written += chunk.length;
+      }
+    } catch { /* closed at the end */ }
+  });
+  const certArgs = tls ? [`--cert=${tls.certs.serverCert}`, `--key=${tls.certs.serverKey}`] : [];
+  const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, ...certArgs]);
+  try {
+    const port = await proxy.port();
+    const before = proxy.rssKiB();
+    const client = tls ? await RawClient.openTls(port, tls.ca) : await RawClient.open(port);
+    await sleep(3000); // the client reads nothing
+    const after = proxy.rssKiB();
+    stop = true;
+    client.close();
+    const growthMiB = (after - before) / 1024;
+    assert.ok(written < 64 * 1024 * 1024, `the target managed to write ${written} bytes`);
+    assert.ok(
+      growthMiB < 20,
+      `proxy RSS grew ${growthMiB.toFixed(1)} MiB (target wrote ${written})`,
+    );
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+}
+
+Deno.test("a client that never reads: the flooding target is throttled, over ws and wss", async () => {
+  await floodStalledClient(undefined);
+  await withTestCerts((certs, ca) => floodStalledClient({ certs, ca }));
 });
 
 Deno.test("out of file descriptors: the server backs off, keeps serving, accepts again later", async () => {

@@ -5,7 +5,7 @@ import { Logger, type LogSink } from "../../lib/log.ts";
 import { openListener } from "../../lib/listen.ts";
 import { loadPlugins } from "../../lib/plugins.ts";
 import { DEFAULT_TIMEOUTS, ProxyServer, type ServerTimeouts } from "../../lib/server.ts";
-import { certificateExists, resolveSettings } from "../../lib/startup.ts";
+import { resolveSettings } from "../../lib/startup.ts";
 import { ROOT } from "./paths.ts";
 import { deadline, waitFor } from "./waits.ts";
 
@@ -46,9 +46,7 @@ export async function startProxy(
   const log = new CapturedLog();
   const logger = new Logger([log]);
   logger.verbose = true;
-  const listener = await openListener(settings.listen, {
-    nativeTls: certificateExists(settings.tls.cert),
-  });
+  const listener = await openListener(settings.listen);
   const plugins = await loadPlugins(settings, (message) => logger.warning(message));
   const server = new ProxyServer(
     settings,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { writeAll } from "../../lib/io.ts";
-import { DirectSocketStream, NodeSocketStream } from "../../lib/nodesocket.ts";
+import { NodeSocketStream, ReadGate } from "../../lib/nodesocket.ts";
 import { concat, pseudoRandomBytes } from "../helpers/bytes.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
@@ -92,52 +92,6 @@ Deno.test("a reader that does not read stops the socket: what waits in the strea
   }
 });
 
-Deno.test("release gives the unread bytes back to the socket, in order, ahead of the rest", async () => {
-  const pair = await socketPair();
-  try {
-    const stream = new NodeSocketStream(pair.server);
-    const sent = pseudoRandomBytes(200_000, 3);
-    await writeAll(pair.client, sent);
-    const first = new Uint8Array(1000);
-    const n = await stream.read(first);
-    assert.ok(n !== null && n > 0);
-    await waitFor(() => stream.buffered > 0, 2000, "more bytes delivered than read");
-    assert.equal(stream.canHandOver, true);
-    stream.release();
-    // Another reader takes over the socket and gets the rest, from where the stream stopped.
-    const rest: Uint8Array[] = [];
-    let restLength = 0;
-    pair.server.on("data", (chunk: Uint8Array) => {
-      rest.push(chunk);
-      restLength += chunk.length;
-    });
-    pair.server.resume();
-    await waitFor(() => n + restLength >= sent.length, 5000, "the rest of the bytes");
-    assert.deepEqual(concat([first.subarray(0, n), ...rest]), sent);
-  } finally {
-    pair.close();
-  }
-});
-
-Deno.test("a socket whose peer already left cannot be handed over", async () => {
-  const pair = await socketPair();
-  try {
-    const stream = new NodeSocketStream(pair.server);
-    await writeAll(pair.client, new Uint8Array([0x16, 3, 1]));
-    assert.equal(await stream.read(new Uint8Array(1)), 1);
-    pair.client.close();
-    await waitFor(
-      () => pair.server.destroyed || pair.server.readableEnded || stream.buffered === 0,
-      2000,
-      "the peer's EOF",
-    );
-    await sleep(100);
-    assert.equal(stream.canHandOver, false);
-  } finally {
-    pair.close();
-  }
-});
-
 Deno.test("a socket paused by someone else (node:tls pauses itself) does not leave a reader waiting", async () => {
   const pair = await socketPair();
   try {
@@ -155,103 +109,31 @@ Deno.test("a socket paused by someone else (node:tls pauses itself) does not lea
   }
 });
 
-/** A DirectSocketStream over a fresh pair, after `first` was read through the NodeSocketStream (the sniff). */
-async function directPair(first: Uint8Array) {
+Deno.test("the gate closes while the reader is behind and opens when it reads (what feeds a TLS socket stops)", async () => {
   const pair = await socketPair();
-  const sniffing = new NodeSocketStream(pair.server);
-  await writeAll(pair.client, first);
-  const sniffed = new Uint8Array(first.length);
-  let got = 0;
-  while (got < first.length) got += (await sniffing.read(sniffed.subarray(got)))!;
-  const direct = DirectSocketStream.takeOver(sniffing);
-  assert.ok(direct, "a plain node:net socket can be read directly");
-  return { ...pair, direct };
-}
-
-Deno.test("direct reads: every byte in order, straight into the reader's buffer, then EOF", async () => {
-  const { client, direct, close } = await directPair(new Uint8Array([1, 2, 3]));
   try {
-    const sent = pseudoRandomBytes(2 * 1024 * 1024 + 5, 11);
-    const writing = (async () => {
-      for (let offset = 0; offset < sent.length; offset += 50_000) {
-        await writeAll(client, sent.subarray(offset, offset + 50_000));
-      }
-      await client.closeWrite();
-    })();
-    const parts: Uint8Array[] = [];
-    const sizes = [512, 3, 256 * 1024, 65536];
-    for (let i = 0;; i++) {
-      const buffer = new Uint8Array(sizes[i % sizes.length]);
-      const n = await deadline(direct.read(buffer), 5000, "a direct read");
-      if (n === null) break;
-      parts.push(buffer.slice(0, n));
-    }
-    await writing;
-    assert.deepEqual(concat(parts), sent);
-    // The stream can still answer after the peer's EOF (half-open).
-    await writeAll(direct, new Uint8Array([42]));
-    await direct.closeWrite();
-    const answer = new Uint8Array(2);
-    assert.equal(await client.read(answer), 1);
-    assert.equal(answer[0], 42);
-  } finally {
-    close();
-  }
-});
-
-Deno.test("direct reads: bytes that arrive after a read never touch that read's buffer; nothing is read unasked", async () => {
-  const { client, server, direct, close } = await directPair(new Uint8Array([9]));
-  try {
-    await writeAll(client, new Uint8Array(100).fill(1));
-    const mine = new Uint8Array(4096);
-    const n = await deadline(direct.read(mine), 2000, "the first read");
-    assert.ok(n !== null && n > 0);
-    const snapshot = mine.slice();
-    // The buffer is "given back" (it could now serve another session); the client keeps sending 8 MiB.
+    const gate = new ReadGate();
+    const stream = new NodeSocketStream(pair.server, undefined, gate);
+    await writeAll(pair.client, new Uint8Array([1]));
+    assert.equal(await stream.read(new Uint8Array(1)), 1);
+    assert.equal(gate.open, true);
     let sent = 0;
-    const flood = (async () => {
-      const chunk = new Uint8Array(65536).fill(2);
-      while (sent < 8 * 1024 * 1024) {
-        await writeAll(client, chunk);
+    const chunk = new Uint8Array(64 * 1024);
+    const writing = (async () => {
+      while (sent < 4 * 1024 * 1024) {
+        await writeAll(pair.client, chunk);
         sent += chunk.length;
       }
     })();
-    await sleep(800);
-    assert.deepEqual(mine, snapshot, "no byte landed in a buffer after its read returned");
-    assert.ok(
-      sent < 8 * 1024 * 1024,
-      "nothing reads the socket while no read is asked for: TCP holds the client",
-    );
-    assert.equal(server.readableLength, 0);
-    // Reading again takes everything, in order.
-    let received = n;
+    await waitFor(() => !gate.open, 3000, "the gate to close while nobody reads");
+    let reopened = false;
+    gate.whenOpen(() => reopened = true);
+    assert.equal(reopened, false);
+    let received = 0;
     const buffer = new Uint8Array(256 * 1024);
-    while (received < 100 + 8 * 1024 * 1024) {
-      const got = await deadline(direct.read(buffer), 5000, "reads after the flood");
-      assert.ok(got !== null);
-      received += got;
-    }
-    await flood;
-    assert.equal(received, 100 + sent);
-  } finally {
-    close();
-  }
-});
-
-Deno.test("direct reads: a peer that ended before the take-over still reads to EOF", async () => {
-  const pair = await socketPair();
-  try {
-    const sniffing = new NodeSocketStream(pair.server);
-    await writeAll(pair.client, new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
-    await pair.client.closeWrite();
-    assert.ok((await sniffing.read(new Uint8Array(4))) === 4);
-    await waitFor(() => !sniffing.canHandOver, 2000, "the peer's EOF to be seen");
-    // Nothing to take over: the stream that saw the EOF keeps serving, every byte then EOF.
-    assert.equal(DirectSocketStream.takeOver(sniffing), undefined);
-    const rest = new Uint8Array(64);
-    const n = await sniffing.read(rest);
-    assert.equal(new TextDecoder().decode(rest.subarray(0, n!)), "/ HTTP/1.1\r\n\r\n");
-    assert.equal(await sniffing.read(rest), null);
+    while (received < 4 * 1024 * 1024) received += (await stream.read(buffer))!;
+    await writing;
+    assert.ok(reopened && gate.open, "reading reopened the gate and ran what waited for it");
   } finally {
     pair.close();
   }
