@@ -125,10 +125,6 @@ Deno.test("a target that never reads: the flooding client is throttled, the prox
   await floodStalledTarget(undefined);
 });
 
-Deno.test("...and over wss: node:tls decrypts whatever it is given, so the proxy stops giving", async () => {
-  await withTestCerts((certs, ca) => floodStalledTarget({ certs, ca }));
-});
-
 /** A target floods a client that never reads, for 3 s: the proxy must stop reading the target. */
 async function floodStalledClient(
   tls: { certs: TestCerts; ca: string } | undefined,
