@@ -189,8 +189,10 @@ export async function writeWithin(stream: ByteStream, data: Uint8Array, ms: numb
     const stalled = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         pending.catch(() => {});
-        closeQuietly(stream);
+        // The verdict first: closing a node:net or node:tls socket fails its pending write at once (write
+        // ECANCELED), which would otherwise win the race below.
         reject(new WriteStalledError(`the client read nothing for ${ms} ms`));
+        closeQuietly(stream);
       }, ms);
     });
     try {
