@@ -315,6 +315,13 @@ export class Relay {
     this.#watchClient();
   }
 
+  /** A write to the client failed: it is gone, whichever pump notices first. */
+  #loseClient(): void {
+    this.#session.clientGone();
+    this.#clientOpen = false;
+    closeQuietly(this.#client); // ends the client pump's pending read
+  }
+
   /** The client dropped while the target was not reading: nothing is owed to it past the closing wait. */
   #clientGone(): void {
     this.#session.clientGone("Client went away; target not reading");
@@ -377,7 +384,16 @@ export class Relay {
         // Once the client is closing or gone, target data has nowhere to go: drained until EOF, dropped.
         const frame = this.#session.frameTargetData(buffer, TARGET_HEADROOM, n);
         if (frame) {
-          await this.#sendToClient(frame);
+          try {
+            await this.#sendToClient(frame);
+          } catch {
+            // The client is gone (reset, or closed under us): that is not the target's failure. Nothing more
+            // is framed, the target is drained as when the client drops; the buffer a failed write may still
+            // hold is never reused (dispose forgets it).
+            this.#loseClient();
+            buffers.dispose();
+            continue;
+          }
           this.#bytesToClient += n;
           this.#observer.fromTarget?.(buffer.subarray(TARGET_HEADROOM, TARGET_HEADROOM + n));
           this.#observer.traffic?.("<");

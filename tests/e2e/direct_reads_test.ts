@@ -2,9 +2,12 @@
 // through node:net and a plain one is read directly into the relay's buffers after the sniff): it must behave
 // exactly as the same port without a certificate (Deno.listen). Each scenario runs both ways.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { withTestCerts } from "../helpers/certs.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { readToEnd } from "../helpers/bytes.ts";
+import { upgradeRequest } from "../helpers/raw_client.ts";
+import { TcpTarget } from "../helpers/targets.ts";
 import { writeAll } from "../../lib/io.ts";
 import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
@@ -53,6 +56,50 @@ for (const mode of MODES) {
         } finally {
           await proxy.stop();
           await Deno.remove(root, { recursive: true });
+        }
+      }),
+  });
+}
+
+for (const mode of MODES) {
+  Deno.test({
+    name:
+      `ws, ${mode}: a client that resets while the target floods it ends the session as the client's drop (1006), not a target error`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () =>
+      withTestCerts(async (certs) => {
+        const target = new TcpTarget(async (conn) => {
+          const chunk = new Uint8Array(1024 * 1024);
+          try {
+            for (let i = 0; i < 200; i++) await writeAll(conn, chunk);
+          } catch { /* the proxy closed it */ }
+        });
+        const proxy = await startProxy(
+          [`127.0.0.1:${target.port}`, ...tlsArgs(mode, certs)],
+          { close: 500 },
+        );
+        try {
+          for (let round = 0; round < 3; round++) {
+            const socket = net.connect(proxy.port, "127.0.0.1");
+            await new Promise((resolve) => socket.once("connect", resolve));
+            socket.write(upgradeRequest());
+            socket.pause(); // the client reads nothing: the proxy's writes to it block
+            await sleep(300);
+            socket.resetAndDestroy();
+            await waitFor(
+              () => proxy.log.lines.filter((line) => /session ended/.test(line)).length > round,
+              5000,
+              "the session to end",
+            );
+          }
+          const ends = proxy.log.lines.filter((line) => /session ended/.test(line));
+          for (const line of ends) {
+            assert.match(line, /session ended by client-dropped \(1006 /, line);
+          }
+        } finally {
+          await proxy.stop();
+          await target.close();
         }
       }),
   });
