@@ -2,8 +2,9 @@
  * A node:net / node:tls socket as a `ByteStream`. Reads take what the socket delivered (flowing mode, so each
  * delivery costs one event and no join), as much as fits in the reader's buffer, across deliveries: a TLS
  * socket delivers a record at a time, and one read of several records makes one frame instead of several.
- * Backpressure: the socket is paused while `QUEUE_LIMIT` bytes wait for a read. Writes resolve once the socket
- * has taken the bytes (the caller may then reuse its buffer).
+ * Backpressure: while `QUEUE_LIMIT` bytes wait for a read, the socket is paused and its `ReadGate`, if it has
+ * one, is closed (what feeds a TLS socket stops there: pausing it does not). Writes resolve once the socket
+ * has taken the bytes (the caller may then reuse its buffer), or fail when it closes first.
  *
  * @module
  */
