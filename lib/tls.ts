@@ -350,7 +350,8 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
   return chain;
 }
 
-const SMALL_CIPHERTEXT_READ = 4 * 1024;
+/** An idle wss session's pending read of ciphertext (a full one switches to LARGE_CIPHERTEXT_READ). */
+const SMALL_CIPHERTEXT_READ = 1024;
 const LARGE_CIPHERTEXT_READ = 128 * 1024;
 
 /**
@@ -424,6 +425,35 @@ export class TlsStream extends NodeSocketStream {
   }
 }
 
+/** The secure context of the credentials last read, shared by every connection until they change on disk. */
+let sharedContext: { credentials: string; context: tls.SecureContext } | undefined;
+
+/**
+ * One secure context for all connections with the same credentials: one per connection kept its own copy of the
+ * parsed certificate and key for as long as the session lasted. The files are still read for every connection,
+ * so a renewed certificate makes a new context.
+ */
+function secureContextFor(options: TlsOptions, credentials: Credentials): tls.SecureContext {
+  const key = JSON.stringify([
+    credentials.cert,
+    credentials.key,
+    credentials.ca,
+    options.minVersion,
+  ]);
+  if (sharedContext?.credentials !== key) {
+    sharedContext = {
+      credentials: key,
+      context: tls.createSecureContext({
+        cert: credentials.cert,
+        key: credentials.key,
+        ca: credentials.ca,
+        minVersion: options.minVersion,
+      }),
+    };
+  }
+  return sharedContext.context;
+}
+
 /**
  * Runs the server handshake on `conn` (whose first bytes, `sniffed`, were already read) and returns the
  * decrypted stream. Rejects with TlsError on failure, when the client closes mid-handshake, or when `signal`
@@ -440,12 +470,9 @@ export async function acceptTls(
   const gate = new ReadGate();
   const socket = new tls.TLSSocket(connDuplex(conn, sniffed, gate), {
     isServer: true,
-    cert: credentials.cert,
-    key: credentials.key,
-    minVersion: options.minVersion,
+    secureContext: secureContextFor(options, credentials),
     requestCert: options.verifyClient,
     rejectUnauthorized: options.verifyClient,
-    ca: credentials.ca,
   });
   guardDeferredStart(socket);
   const stream = new TlsStream(socket, conn, gate);
