@@ -206,8 +206,9 @@ export class Relay {
     // While a target write is pending the client is not read, so its pongs cannot be seen: behind a target
     // that is merely slow (its write moved lately), no verdict on the client. Once the target is stuck, only
     // a client that sent nothing at all (the read-ahead sees its bytes) is judged dead.
-    const judge = !this.#targetWriting ||
-      performance.now() - this.#targetProgressAt >= this.#stuckTargetMs;
+    const now = performance.now();
+    const judge = !this.#targetWriting || (!this.#targetMoved(now) &&
+      now - this.#targetProgressAt >= this.#stuckTargetMs);
     const ping = this.#session.heartbeat(judge);
     if (ping === "dead") {
       this.#clientOpen = false;
@@ -304,15 +305,21 @@ export class Relay {
    * (measured to the tick) makes the relay watch the client.
    */
   checkTargetWrite(now: number): void {
-    if (!this.#targetWriting) return;
-    if (this.#targetProgress !== this.#targetProgressSeen) {
-      this.#targetProgressSeen = this.#targetProgress;
-      this.#targetProgressAt = now;
-      return;
-    }
+    if (!this.#targetWriting || this.#targetMoved(now)) return;
     if (this.#targetWriteStuck || now - this.#targetProgressAt < TARGET_STALL_MS) return;
     this.#targetWriteStuck = true;
     this.#watchClient();
+  }
+
+  /**
+   * Whether the target writes moved (or one started) since the last look; if so, `now` is when they last
+   * moved. Both the stall watch and the heartbeat look: a write that started since is never taken for old.
+   */
+  #targetMoved(now: number): boolean {
+    if (this.#targetProgress === this.#targetProgressSeen) return false;
+    this.#targetProgressSeen = this.#targetProgress;
+    this.#targetProgressAt = now;
+    return true;
   }
 
   /** A write to the client failed: it is gone, whichever pump notices first. */
