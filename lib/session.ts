@@ -156,11 +156,13 @@ async function runSession(
   });
   // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
   cx.relay = relay;
-  // A continuation, not an await: no frame of this function stays suspended while the session lasts. (The
-  // relay never rejects.)
+  // A continuation, not an await: no frame of this function stays suspended while the session lasts.
   return relay.run(rest).then((result) => {
     recorder?.close();
     logSessionEnd(cx, targetText, result);
+  }, (error) => {
+    recorder?.close(); // (the relay never rejects; if it ever did, the record file would still be closed)
+    throw error;
   });
 }
 
