@@ -508,16 +508,24 @@ function unknownPlugin(
   return new UsageError(
     `--${kind}-plugin ${name}: not available (built in: ${
       builtIn.join(", ")
-    }; Python class paths ` +
-      "cannot be loaded)",
+    }, also as websockify.${kind}_plugins.<name>; other Python class paths cannot be loaded)`,
   );
+}
+
+/**
+ * A plugin name as Python launch scripts spell it: `websockify.token_plugins.TokenFile` (or the
+ * `websockify.auth_plugins.` one) names the built-in `TokenFile`.
+ */
+function pluginName(kind: "token" | "auth", name: string | undefined): string | undefined {
+  const prefix = `websockify.${kind}_plugins.`;
+  return name?.startsWith(prefix) ? name.slice(prefix.length) : name;
 }
 
 /** `--token-plugin` (or `--target-config`, which means TokenFile); the token options need it. */
 function parseTokenPlugin(given: GivenOptions): TokenPluginName | undefined {
   const plugin = given.value("target-config") !== undefined
     ? "TokenFile"
-    : given.value("token-plugin");
+    : pluginName("token", given.value("token-plugin"));
   if (plugin !== undefined && !isOneOf(TOKEN_PLUGINS, plugin)) {
     throw unknownPlugin("token", plugin, TOKEN_PLUGINS);
   }
@@ -531,7 +539,7 @@ function parseTokenPlugin(given: GivenOptions): TokenPluginName | undefined {
 
 /** `--auth-plugin`, `--auth-source`, and `--web-auth` (which needs both a plugin and `--web`). */
 function parseAuth(given: GivenOptions, web: WebSettings | undefined): AuthSettings | undefined {
-  const plugin = given.value("auth-plugin");
+  const plugin = pluginName("auth", given.value("auth-plugin"));
   if (plugin !== undefined && !isOneOf(AUTH_PLUGINS, plugin)) {
     throw unknownPlugin("auth", plugin, AUTH_PLUGINS);
   }
@@ -563,11 +571,13 @@ function tokenTarget(given: GivenOptions, plugin: TokenPluginName): TargetSpec {
   const targetConfig = given.value("target-config");
   const source = targetConfig ?? given.value("token-source");
   if (source === undefined) throw new UsageError(`--token-plugin ${plugin} needs --token-source`);
-  // Every built-in source is a path: made absolute (Python leaves it relative, #213).
+  // A token service's source is a URL; every other built-in source is a path, made absolute (Python leaves it
+  // relative, #213).
+  const isUrl = plugin === "BaseTokenAPI" || plugin === "JSONTokenApi";
   return {
     kind: "token",
     plugin,
-    source: resolve(given.cwd, source),
+    source: isUrl ? source : resolve(given.cwd, source),
     hostToken: given.flag("host-token"),
     ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
   };

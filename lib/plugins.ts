@@ -140,6 +140,9 @@ export async function createTokenPlugin(
         },
       };
     }
+    case "BaseTokenAPI":
+    case "JSONTokenApi":
+      return tokenService(name, source);
     case "UnixDomainSocketDirectory": {
       const root = await Deno.realPath(source);
       return {
@@ -156,6 +159,88 @@ export async function createTokenPlugin(
       };
     }
   }
+}
+
+/** How long a token service has to answer (Python's websockify gives its requests 5 s). */
+export const TOKEN_SERVICE_TIMEOUT_MS = 5000;
+/** A token service's answer is a target: anything longer is not one. */
+const TOKEN_SERVICE_MAX_ANSWER = 64 * 1024;
+
+/**
+ * BaseTokenAPI and JSONTokenApi: a GET of the source URL with the URL-encoded token in place of `%s`. A 2xx
+ * answer's body is the target, `host:port` (BaseTokenAPI) or `{"host": ..., "port": ...}` (JSONTokenApi); any
+ * other status means no such token. A service that does not answer within TOKEN_SERVICE_TIMEOUT_MS, cannot be
+ * reached or answers with something that is not a target fails the lookup with the reason (the session is
+ * refused); the token never appears in the reason.
+ */
+function tokenService(name: "BaseTokenAPI" | "JSONTokenApi", source: string): TokenPlugin {
+  const service = new URL(source.replaceAll("%s", "")).host;
+  return {
+    name,
+    async lookup(token) {
+      const url = source.replaceAll("%s", encodeURIComponent(token));
+      let response: Response;
+      try {
+        response = await fetch(url, { signal: AbortSignal.timeout(TOKEN_SERVICE_TIMEOUT_MS) });
+      } catch (error) {
+        const reason = (error as Error).name === "TimeoutError"
+          ? `no answer within ${TOKEN_SERVICE_TIMEOUT_MS / 1000} s`
+          : (error as Error).message.replaceAll(url, source);
+        throw new Error(`token service ${service}: ${reason}`);
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      const text = await readAnswer(response, service);
+      const target = name === "BaseTokenAPI" ? parseTokenTarget(text) : jsonTarget(text);
+      if (target?.kind !== "tcp") {
+        throw new Error(
+          `token service ${service}: the answer is not a target (${
+            name === "BaseTokenAPI" ? "host:port" : '{"host": ..., "port": ...}'
+          } expected)`,
+        );
+      }
+      return target;
+    },
+  };
+}
+
+/** A token service's answer body, at most TOKEN_SERVICE_MAX_ANSWER bytes. */
+async function readAnswer(response: Response, service: string): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > TOKEN_SERVICE_MAX_ANSWER) {
+      await response.body?.cancel().catch(() => {});
+      throw new Error(`token service ${service}: answer over ${TOKEN_SERVICE_MAX_ANSWER} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/** `{"host": "h", "port": 5900}` (the port may be a string of digits, as Python takes it). */
+export function jsonTarget(text: string): TargetSpec | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const { host, port } = value as { host?: unknown; port?: unknown };
+  if (typeof host !== "string" || host === "") return undefined;
+  const number = typeof port === "number" ? port : typeof port === "string" ? Number(port) : NaN;
+  if (!Number.isInteger(number) || number < 1 || number > 65535) return undefined;
+  return { kind: "tcp", hostname: host.replace(/^\[(.*)\]$/, "$1"), port: number };
 }
 
 /**

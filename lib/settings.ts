@@ -13,6 +13,8 @@ export const TOKEN_PLUGINS = [
   "ReadOnlyTokenFile",
   "TokenFileName",
   "UnixDomainSocketDirectory",
+  "BaseTokenAPI",
+  "JSONTokenApi",
 ] as const;
 export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 

@@ -158,6 +158,9 @@ async function checkTokenSource(target: Settings["target"]): Promise<string | un
   if (target.kind !== "token") return undefined;
   const option = target.sourceOption ?? "--token-source";
   const source = target.source;
+  if (target.plugin === "BaseTokenAPI" || target.plugin === "JSONTokenApi") {
+    return checkTokenServiceUrl(option, source);
+  }
   try {
     const info = await Deno.stat(source);
     const needsDirectory = target.plugin === "TokenFileName" ||
@@ -174,6 +177,23 @@ async function checkTokenSource(target: Settings["target"]): Promise<string | un
   } catch (error) {
     return `${option} '${source}': ${fsReason(error)}`;
   }
+}
+
+/** A token service's URL: http or https, with `%s` where the token goes. */
+function checkTokenServiceUrl(option: string, source: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(source.replaceAll("%s", "token"));
+  } catch {
+    return `${option} '${source}': not a URL (expected e.g. http://host:8080/targets/%s)`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `${option} '${source}': not an http or https URL`;
+  }
+  if (!source.includes("%s")) {
+    return `${option} '${source}': no %s where the token goes (e.g. http://host:8080/targets/%s)`;
+  }
+  return undefined;
 }
 
 /**

@@ -266,3 +266,131 @@ Deno.test("auth plugins on the wire: 401 with the challenge, 403 Invalid Origin,
     await Deno.remove(root, { recursive: true });
   }
 });
+
+/** A real HTTP token service on loopback: answers per path, records the paths it was asked for. */
+function tokenService(answer: (path: string) => Promise<Response> | Response) {
+  const asked: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    asked.push(path);
+    return answer(path);
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, asked, close: () => server.shutdown() };
+}
+
+Deno.test("BaseTokenAPI and JSONTokenApi end to end: the service's answer picks the target; non-2xx is no such token", async () => {
+  const one = new TcpTarget(async (conn) =>
+    void await writeAll(conn, new TextEncoder().encode("one"))
+  );
+  const two = new TcpTarget(async (conn) =>
+    void await writeAll(conn, new TextEncoder().encode("two"))
+  );
+  const service = tokenService((path) => {
+    if (path === "/text/vm%201") return new Response(` 127.0.0.1:${one.port}\n`);
+    if (path === "/json/vm%2F2") {
+      return Response.json({ host: "127.0.0.1", port: String(two.port) });
+    }
+    if (path.startsWith("/json/bad")) return new Response("not json");
+    return new Response("no such desktop", { status: 404 });
+  });
+  const text = await startProxy([
+    "--token-plugin=websockify.token_plugins.BaseTokenAPI", // as Python launch scripts spell it
+    `--token-source=${service.url}/text/%s`,
+  ]);
+  const json = await startProxy([
+    "--token-plugin=JSONTokenApi",
+    `--token-source=${service.url}/json/%s`,
+  ]);
+  try {
+    const first = await RawClient.connect(text.port);
+    assert.match(await first.request(upgradeRequest({}, "/?token=vm+1")), /^HTTP\/1\.1 101/);
+    assert.equal(new TextDecoder().decode(await first.readData(3)), "one");
+    first.close();
+    const second = await RawClient.connect(json.port);
+    assert.match(await second.request(upgradeRequest({}, "/?token=vm%2F2")), /^HTTP\/1\.1 101/);
+    assert.equal(new TextDecoder().decode(await second.readData(3)), "two");
+    second.close();
+    assert.deepEqual(
+      service.asked.slice(0, 2),
+      ["/text/vm%201", "/json/vm%2F2"],
+      "tokens go URL-encoded",
+    );
+    // 404: no such token, closed without an answer, as for a token file.
+    const unknown = await RawClient.connect(text.port);
+    await unknown.send(new TextEncoder().encode(upgradeRequest({}, "/?token=nope")));
+    assert.equal((await unknown.readRest()).length, 0, "no HTTP answer at all");
+    unknown.close();
+    await waitFor(() => text.log.has(/Token 'nope' not found/), 2000, "the not-found line");
+    // An answer that is not a target fails the lookup, with the service named and the token not.
+    const bad = await RawClient.connect(json.port);
+    await bad.send(new TextEncoder().encode(upgradeRequest({}, "/?token=bad-secret-token")));
+    assert.equal((await bad.readRest()).length, 0);
+    bad.close();
+    await waitFor(() => json.log.has(/token lookup failed/), 2000, "the failed lookup line");
+    const failure = json.log.lines.find((line) => /token lookup failed/.test(line))!;
+    assert.match(failure, /token service 127\.0\.0\.1:\d+: the answer is not a target/);
+    assert.doesNotMatch(failure, /secret/);
+  } finally {
+    await text.stop();
+    await json.stop();
+    await service.close();
+    await one.close();
+    await two.close();
+  }
+});
+
+Deno.test("a token service that does not answer: the session is refused after 5 s, others are served meanwhile", async () => {
+  const target = new TcpTarget(async (conn) =>
+    void await writeAll(conn, new TextEncoder().encode("ok"))
+  );
+  const hold = Promise.withResolvers<void>();
+  const service = tokenService(async (path) => {
+    if (path === "/slow") await hold.promise; // never answers in time
+    return new Response(`127.0.0.1:${target.port}`);
+  });
+  const proxy = await startProxy([
+    "--token-plugin=BaseTokenAPI",
+    `--token-source=${service.url}/%s`,
+  ]);
+  try {
+    const started = performance.now();
+    const slow = await RawClient.connect(proxy.port);
+    await slow.send(new TextEncoder().encode(upgradeRequest({}, "/?token=slow")));
+    // Lookups never block other connections.
+    const fast = await RawClient.connect(proxy.port);
+    assert.match(await fast.request(upgradeRequest({}, "/?token=fast")), /^HTTP\/1\.1 101/);
+    assert.equal(new TextDecoder().decode(await fast.readData(2)), "ok");
+    fast.close();
+    assert.equal((await slow.readRest(8000)).length, 0, "refused without an answer");
+    const waited = performance.now() - started;
+    slow.close();
+    assert.ok(waited >= 4500 && waited < 7500, `refused after ${waited} ms`);
+    assert.ok(
+      proxy.log.has(/token lookup failed: token service 127\.0\.0\.1:\d+: no answer within 5 s/),
+    );
+  } finally {
+    hold.resolve();
+    await proxy.stop();
+    await service.close();
+    await target.close();
+  }
+});
+
+Deno.test("a token service source without %s, or not http(s), stops the start with the reason", async () => {
+  for (
+    const [source, reason] of [
+      ["http://127.0.0.1:9/targets", /no %s where the token goes/],
+      ["ftp://host/%s", /not an http or https URL/],
+      ["just words", /not a URL/],
+    ] as const
+  ) {
+    const proxy = new ProxyProcess([
+      "127.0.0.1:0",
+      "--token-plugin=JSONTokenApi",
+      `--token-source=${source}`,
+    ]);
+    const status = await proxy.status();
+    assert.notEqual(status.code, 0);
+    assert.match(proxy.stderr, reason);
+  }
+});

@@ -167,3 +167,31 @@ Deno.test("--help lists every option with its default", () => {
   for (const option of OPTIONS) assert.ok(help.includes(`--${option.long}`), option.long);
   assert.match(help, /--unix-listen-mode=MODE\s+.*\(default: 0600\)/);
 });
+
+Deno.test("plugin names as Python launch scripts spell them name the built-in ones; a token service URL stays a URL", () => {
+  const token = parseCommandLine([
+    "6080",
+    "--token-plugin=websockify.token_plugins.JSONTokenApi",
+    "--token-source=http://127.0.0.1:8080/t/%s",
+    "--auth-plugin=websockify.auth_plugins.BasicHTTPAuth",
+    "--auth-source=u:p",
+  ]);
+  assert.equal(token.kind, "run");
+  if (token.kind !== "run") return;
+  assert.deepEqual(token.settings.target, {
+    kind: "token",
+    plugin: "JSONTokenApi",
+    source: "http://127.0.0.1:8080/t/%s",
+    hostToken: false,
+  });
+  assert.equal(token.settings.auth?.plugin, "BasicHTTPAuth");
+  assert.throws(
+    () =>
+      parseCommandLine([
+        "6080",
+        "--token-plugin=websockify.token_plugins.Nope",
+        "--token-source=x",
+      ]),
+    /not available \(built in: .*also as websockify\.token_plugins\.<name>/,
+  );
+});

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   createAuthPlugin,
+  jsonTarget,
   type ParsedTokens,
   parseTokenFile,
   parseTokenTarget,
@@ -110,4 +111,32 @@ Deno.test("BasicHTTPAuth and ExpectOrigin decisions (websockify's test vectors)"
     "Invalid Origin",
   );
   assert.equal(origin.authenticate(context({}))?.status, 403);
+});
+
+Deno.test("a JSON token service answer: host and port (a number or digits), anything else is no target", () => {
+  assert.deepEqual(jsonTarget('{"host": "10.0.0.1", "port": 5900}'), {
+    kind: "tcp",
+    hostname: "10.0.0.1",
+    port: 5900,
+  });
+  assert.deepEqual(jsonTarget('{"host": "[fd00::1]", "port": "5901"}'), {
+    kind: "tcp",
+    hostname: "fd00::1",
+    port: 5901,
+  });
+  for (
+    const text of [
+      "not json",
+      "null",
+      "[1]",
+      '{"host": "", "port": 1}',
+      '{"host": "h"}',
+      '{"host": "h", "port": 0}',
+      '{"host": "h", "port": 65536}',
+      '{"host": "h", "port": "59x"}',
+      '{"host": 5, "port": 1}',
+    ]
+  ) {
+    assert.equal(jsonTarget(text), undefined, text);
+  }
 });
