@@ -15,7 +15,8 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
+import { errors as joseErrors, importSPKI, jwtVerify } from "jose";
 import { basename } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
@@ -143,6 +144,8 @@ export async function createTokenPlugin(
     case "BaseTokenAPI":
     case "JSONTokenApi":
       return tokenService(name, source);
+    case "JWTTokenApi":
+      return await jwtTokens(source);
     case "UnixDomainSocketDirectory": {
       const root = await Deno.realPath(source);
       return {
@@ -159,6 +162,108 @@ export async function createTokenPlugin(
       };
     }
   }
+}
+
+/** A token that names no target for a reason worth a line (expired, bad signature, ...): not an error. */
+export class TokenRefused extends Error {
+  override name = "TokenRefused";
+}
+
+/** The signature algorithms a JWT may use; `none`, and JWE (encrypted tokens), never. */
+const JWT_PUBLIC_KEY_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+];
+const JWT_SECRET_ALGORITHMS = ["HS256", "HS384", "HS512"];
+
+/** A JWTTokenApi key: a public key (from a PEM public or private key) or an HMAC secret. */
+type JwtKey =
+  | { kind: "pem"; spki: string }
+  | { kind: "secret"; bytes: Uint8Array };
+
+/**
+ * Reads a JWTTokenApi key file. PEM (a public or a private key; only its public half is kept): RS, PS and ES
+ * algorithms. Anything else is an HMAC secret written as Python's websockify reads it, the base64url `k` of a
+ * JWK: HS algorithms. Throws with the reason for a file it cannot use.
+ */
+export function parseJwtKey(text: string, file: string): JwtKey {
+  if (text.includes("-----BEGIN")) {
+    try {
+      const spki = createPublicKey(text).export({ type: "spki", format: "pem" }).toString();
+      return { kind: "pem", spki };
+    } catch (error) {
+      throw new Error(`${file}: not a usable PEM key (${(error as Error).message})`);
+    }
+  }
+  const encoded = text.trim();
+  if (!/^[A-Za-z0-9_-]+={0,2}$/.test(encoded)) {
+    throw new Error(
+      `${file}: neither a PEM key nor a base64url secret (the k of an oct JWK, as in Python)`,
+    );
+  }
+  const binary = atob(encoded.replaceAll("-", "+").replaceAll("_", "/").replace(/=+$/, ""));
+  return { kind: "secret", bytes: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
+}
+
+/**
+ * JWTTokenApi: the token is a compact JWS signed with the key in `source`; its `host` and `port` claims are
+ * the target, `nbf` and `exp` are honoured. The key file is read again when it changes (key rotation without a
+ * restart). A token that fails says why (expired, bad signature, ...), never what it was.
+ */
+async function jwtTokens(source: string): Promise<TokenPlugin> {
+  let stamp = "";
+  let key = parseJwtKey(await Deno.readTextFile(source), source);
+  const refresh = async () => {
+    const info = await Deno.stat(source);
+    const now = `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
+    if (now === stamp) return;
+    key = parseJwtKey(await Deno.readTextFile(source), source);
+    stamp = now;
+  };
+  await refresh();
+  return {
+    name: "JWTTokenApi",
+    async lookup(token) {
+      await refresh();
+      const current = key;
+      let claims: Record<string, unknown>;
+      try {
+        ({ payload: claims } = current.kind === "pem"
+          ? await jwtVerify(token, (header) => importSPKI(current.spki, header.alg), {
+            algorithms: JWT_PUBLIC_KEY_ALGORITHMS,
+          })
+          : await jwtVerify(token, current.bytes, { algorithms: JWT_SECRET_ALGORITHMS }));
+      } catch (error) {
+        throw new TokenRefused(jwtRefusal(error));
+      }
+      const target = jsonTarget(JSON.stringify({ host: claims.host, port: claims.port }));
+      if (!target) throw new TokenRefused("JWT without a usable host and port claim");
+      return target;
+    },
+  };
+}
+
+/** Why jose refused a token, in a few words (its messages can quote the token's claims). */
+function jwtRefusal(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return "JWT expired";
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    return `JWT not valid now (${error.claim} claim)`;
+  }
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return "JWT signature does not verify";
+  }
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "JWT algorithm not allowed";
+  if (error instanceof joseErrors.JWSInvalid || error instanceof joseErrors.JWTInvalid) {
+    return "not a signed JWT (JWS compact form)";
+  }
+  return `JWT refused (${(error as Error).name})`;
 }
 
 /** How long a token service has to answer (Python's websockify gives its requests 5 s). */

@@ -12,7 +12,7 @@ import type { Connection } from "./connection.ts";
 import { DeadlineExpired } from "./deadline.ts";
 import type { HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
-import { requestToken } from "./plugins.ts";
+import { requestToken, TokenRefused } from "./plugins.ts";
 import { SessionRecorder } from "./record.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import type { TargetSpec } from "./settings.ts";
@@ -92,7 +92,11 @@ async function resolveTarget(
     found = await cx.deadline.race(plugins.token!.lookup(token));
   } catch (error) {
     if (error instanceof DeadlineExpired) throw error;
-    log.error(`${cx.client}: token lookup failed: ${describeError(error)}`);
+    if (error instanceof TokenRefused) {
+      log.info(`${cx.client}: Token refused: ${error.message}`);
+    } else {
+      log.error(`${cx.client}: token lookup failed: ${describeError(error)}`);
+    }
     return undefined;
   }
   if (!found) log.info(`${cx.client}: Token '${token}' not found`);

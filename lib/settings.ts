@@ -15,6 +15,7 @@ export const TOKEN_PLUGINS = [
   "UnixDomainSocketDirectory",
   "BaseTokenAPI",
   "JSONTokenApi",
+  "JWTTokenApi",
 ] as const;
 export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 

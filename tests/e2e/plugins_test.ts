@@ -7,6 +7,7 @@ import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
+import { CompactEncrypt, exportSPKI, generateKeyPair, SignJWT } from "jose";
 
 Deno.test("TokenFile end to end: per-token targets, edits apply at once, unknown token closes without an answer", async () => {
   const dir = await Deno.makeTempDir();
@@ -394,3 +395,120 @@ Deno.test("a token service source without %s, or not http(s), stops the start wi
     assert.match(proxy.stderr, reason);
   }
 });
+
+Deno.test("JWTTokenApi end to end: RS256, ES256 (after a key rotation on disk) and HS256 tokens; expired, early, forged, none and JWE refused", async () => {
+  const dir = await Deno.makeTempDir();
+  const target = new TcpTarget(async (conn) =>
+    void await writeAll(conn, new TextEncoder().encode("in"))
+  );
+  const claims = { host: "127.0.0.1", port: target.port };
+  const rsa = await generateKeyPair("RS256", { extractable: true });
+  const other = await generateKeyPair("RS256", { extractable: true });
+  const ec = await generateKeyPair("ES256", { extractable: true });
+  const keyFile = `${dir}/key.pem`;
+  await Deno.writeTextFile(keyFile, await exportSPKI(rsa.publicKey));
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const secretFile = `${dir}/secret.key`;
+  // As Python reads it: the base64url `k` of an oct JWK.
+  await Deno.writeTextFile(
+    secretFile,
+    btoa(String.fromCharCode(...secret)).replaceAll("+", "-").replaceAll("/", "_").replace(
+      /=+$/,
+      "",
+    ) + "\n",
+  );
+  const sign = (
+    alg: string,
+    key: CryptoKey | Uint8Array,
+    extra: (jwt: SignJWT) => SignJWT = (jwt) => jwt,
+  ) => extra(new SignJWT(claims).setProtectedHeader({ alg })).sign(key);
+  const rsaProxy = await startProxy(["--token-plugin=JWTTokenApi", `--token-source=${keyFile}`]);
+  const hsProxy = await startProxy(["--token-plugin=JWTTokenApi", `--token-source=${secretFile}`]);
+  const accepted = async (port: number, token: string) => {
+    const client = await RawClient.connect(port);
+    try {
+      const head = await client.request(upgradeRequest({}, `/?token=${token}`));
+      if (!head.startsWith("HTTP/1.1 101")) return false;
+      return new TextDecoder().decode(await client.readData(2)) === "in";
+    } catch {
+      return false;
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    assert.ok(await accepted(rsaProxy.port, await sign("RS256", rsa.privateKey)), "RS256");
+    assert.ok(await accepted(hsProxy.port, await sign("HS256", secret)), "HS256");
+    const now = Math.floor(Date.now() / 1000);
+    const refusals: [string, string, RegExp][] = [
+      [
+        "expired",
+        await sign("RS256", rsa.privateKey, (jwt) => jwt.setExpirationTime(now - 60)),
+        /JWT expired/,
+      ],
+      [
+        "early",
+        await sign("RS256", rsa.privateKey, (jwt) => jwt.setNotBefore(now + 600)),
+        /not valid now \(nbf claim\)/,
+      ],
+      ["forged", await sign("RS256", other.privateKey), /signature does not verify/],
+      [
+        "none",
+        `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify(claims))}.`,
+        /algorithm not allowed|not a signed JWT/,
+      ],
+      [
+        "JWE",
+        await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(claims)))
+          .setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM" })
+          .encrypt((await generateKeyPair("RSA-OAEP-256")).publicKey),
+        /not a signed JWT/,
+      ],
+      [
+        "HS256 with the public key's text",
+        await sign("HS256", new TextEncoder().encode(await exportSPKI(rsa.publicKey))),
+        /algorithm not allowed/,
+      ],
+    ];
+    for (const [what, token, reason] of refusals) {
+      const before = rsaProxy.log.lines.length;
+      assert.equal(await accepted(rsaProxy.port, token), false, what);
+      await waitFor(
+        () => rsaProxy.log.lines.length > before && rsaProxy.log.has(reason),
+        2000,
+        `the refusal of ${what}`,
+      );
+      const line = rsaProxy.log.lines.slice(before).find((l) => /Token refused/.test(l));
+      assert.ok(
+        line && !line.includes(token.slice(0, 20)),
+        `${what}: refused without the token in the log (${line})`,
+      );
+    }
+    assert.equal(
+      await accepted(hsProxy.port, await sign("HS256", crypto.getRandomValues(new Uint8Array(32)))),
+      false,
+      "another secret",
+    );
+    // Key rotation on disk: the new key's tokens are accepted without a restart, the old key's no longer.
+    await Deno.writeTextFile(`${keyFile}.new`, await exportSPKI(ec.publicKey));
+    await Deno.rename(`${keyFile}.new`, keyFile);
+    assert.ok(
+      await accepted(rsaProxy.port, await sign("ES256", ec.privateKey)),
+      "ES256 after the rotation",
+    );
+    assert.equal(
+      await accepted(rsaProxy.port, await sign("RS256", rsa.privateKey)),
+      false,
+      "the old key",
+    );
+  } finally {
+    await rsaProxy.stop();
+    await hsProxy.stop();
+    await target.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function b64url(text: string): string {
+  return btoa(text).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}

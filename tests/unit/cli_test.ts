@@ -107,7 +107,7 @@ Deno.test("usage errors name the problem", () => {
 
 Deno.test("plugin and option combinations that cannot work fail clearly", () => {
   usageError(
-    ["6080", "--token-plugin=websockify.token_plugins.JWTTokenApi"],
+    ["6080", "--token-plugin=websockify.token_plugins.TokenRedis"],
     /not available \(built in: /,
   );
   usageError(

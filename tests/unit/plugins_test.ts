@@ -1,9 +1,11 @@
 // Token and auth plugins' decisions (lib/plugins.ts): token files, the token of a request, auth verdicts.
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import {
   createAuthPlugin,
   jsonTarget,
   type ParsedTokens,
+  parseJwtKey,
   parseTokenFile,
   parseTokenTarget,
   requestToken,
@@ -139,4 +141,27 @@ Deno.test("a JSON token service answer: host and port (a number or digits), anyt
   ) {
     assert.equal(jsonTarget(text), undefined, text);
   }
+});
+
+Deno.test("a JWTTokenApi key file: a PEM public or private key (its public half), or a base64url secret as Python reads it", () => {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const publicPem = publicKey.export({ type: "spki", format: "pem" }).toString();
+  const fromPrivate = parseJwtKey(
+    privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    "k",
+  );
+  assert.deepEqual(fromPrivate, { kind: "pem", spki: publicPem }, "only the public half is kept");
+  assert.deepEqual(parseJwtKey(publicPem, "k"), { kind: "pem", spki: publicPem });
+  assert.deepEqual(parseJwtKey("AQID_-8\n", "k"), {
+    kind: "secret",
+    bytes: new Uint8Array([1, 2, 3, 0xff, 0xef]),
+  });
+  assert.throws(
+    () => parseJwtKey("not a key at all!", "k.txt"),
+    /k\.txt: neither a PEM key nor a base64url secret/,
+  );
+  assert.throws(
+    () => parseJwtKey("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "k.pem"),
+    /k\.pem: not a usable PEM key/,
+  );
 });
