@@ -219,20 +219,22 @@ export function parseJwtKey(text: string, file: string): JwtKey {
  */
 async function jwtTokens(source: string): Promise<TokenPlugin> {
   let stamp = "";
-  let key = parseJwtKey(await Deno.readTextFile(source), source);
-  const refresh = async () => {
+  let key: JwtKey | undefined;
+  /** Reads the key file again if it changed (its time, size or inode); the first call reads it. */
+  const refresh = async (): Promise<JwtKey> => {
     const info = await Deno.stat(source);
     const now = `${info.mtime?.getTime()}:${info.size}:${info.ino}`;
-    if (now === stamp) return;
-    key = parseJwtKey(await Deno.readTextFile(source), source);
-    stamp = now;
+    if (key === undefined || now !== stamp) {
+      key = parseJwtKey(await Deno.readTextFile(source), source);
+      stamp = now;
+    }
+    return key;
   };
-  await refresh();
+  await refresh(); // a file that is no key stops the start
   return {
     name: "JWTTokenApi",
     async lookup(token) {
-      await refresh();
-      const current = key;
+      const current = await refresh();
       let claims: Record<string, unknown>;
       try {
         ({ payload: claims } = current.kind === "pem"
