@@ -16,7 +16,6 @@
  */
 
 import { createHash, createPublicKey } from "node:crypto";
-import { errors as joseErrors, importSPKI, jwtVerify } from "jose";
 import { basename } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
@@ -218,6 +217,8 @@ export function parseJwtKey(text: string, file: string): JwtKey {
  * restart). A token that fails says why (expired, bad signature, ...), never what it was.
  */
 async function jwtTokens(source: string): Promise<TokenPlugin> {
+  // Loaded only for this plugin: every other run starts without it.
+  const { errors: joseErrors, importSPKI, jwtVerify } = await import("jose");
   let stamp = "";
   let key: JwtKey | undefined;
   /** Reads the key file again if it changed (its time, size or inode); the first call reads it. */
@@ -243,7 +244,7 @@ async function jwtTokens(source: string): Promise<TokenPlugin> {
           })
           : await jwtVerify(token, current.bytes, { algorithms: JWT_SECRET_ALGORITHMS }));
       } catch (error) {
-        throw new TokenRefused(jwtRefusal(error));
+        throw new TokenRefused(jwtRefusal(error, joseErrors));
       }
       const target = jsonTarget(JSON.stringify({ host: claims.host, port: claims.port }));
       if (!target) throw new TokenRefused("JWT without a usable host and port claim");
@@ -253,7 +254,7 @@ async function jwtTokens(source: string): Promise<TokenPlugin> {
 }
 
 /** Why jose refused a token, in a few words (its messages can quote the token's claims). */
-function jwtRefusal(error: unknown): string {
+function jwtRefusal(error: unknown, joseErrors: typeof import("jose").errors): string {
   if (error instanceof joseErrors.JWTExpired) return "JWT expired";
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     return `JWT not valid now (${error.claim} claim)`;
