@@ -494,10 +494,6 @@ export async function acceptTls(
     }
     return stream;
   } catch (error) {
-    // Not before the socket's deferred start has run (it comes within this turn of the event loop): Deno
-    // 2.9.6's node:tls skips the start of a socket destroyed before it, and its engine may then never be
-    // freed (seen with an engine on a node:net socket: about 20 KB per client that left at once).
-    await new Promise((resolve) => setTimeout(resolve, 0));
     stream.close();
     throw error instanceof TlsError ? error : new TlsError(String(error));
   }
