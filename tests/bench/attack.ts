@@ -17,7 +17,7 @@ import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { sleep } from "../../lib/deadline.ts";
 import { findHeadEnd } from "../../lib/http.ts";
 import { writeAll } from "../../lib/io.ts";
-import { makeCerts } from "../helpers/certs.ts";
+import { makeCerts, serverCertArgs } from "../helpers/certs.ts";
 import { TLS_START } from "../helpers/raw_client.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -281,8 +281,7 @@ try {
     const proxy = new Proxy([
       "127.0.0.1:0",
       `127.0.0.1:${target.port}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     try {
       const port = await proxy.port();

@@ -3,7 +3,7 @@
 // target; a plain http:// page does the same over ws:// at the same time.
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { makeCerts } from "../helpers/certs.ts";
+import { makeCerts, serverCertArgs } from "../helpers/certs.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { echoTarget } from "../helpers/targets.ts";
 
@@ -69,8 +69,7 @@ Deno.test({
     const proxy = await startProxy([
       `127.0.0.1:${target.port}`,
       `--web=${root}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     const browser = await chromium.launch({
       executablePath: CHROMIUM,

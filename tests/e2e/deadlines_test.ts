@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Opcode } from "../../lib/websocket/frames.ts";
 import { readToEnd } from "../helpers/bytes.ts";
-import { withTestCerts } from "../helpers/certs.ts";
+import { serverCertArgs, withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { RawClient, TLS_START, upgradeRequest } from "../helpers/raw_client.ts";
 import { liveMemoryKiB, openFiles } from "../helpers/system.ts";
@@ -30,7 +30,7 @@ Deno.test({
     withTestCerts(async (certs) => {
       const target = echoTarget();
       const proxy = await startProxy(
-        [`127.0.0.1:${target.port}`, `--cert=${certs.serverCert}`, `--key=${certs.serverKey}`],
+        [`127.0.0.1:${target.port}`, ...serverCertArgs(certs)],
         { head: 1500 },
       );
       try {
@@ -298,8 +298,7 @@ Deno.test({
           const proxy = new ProxyProcess([
             "127.0.0.1:0",
             `127.0.0.1:${target.port}`,
-            `--cert=${certs.serverCert}`,
-            `--key=${certs.serverKey}`,
+            ...serverCertArgs(certs),
             `--web=${web}`,
           ]);
           try {

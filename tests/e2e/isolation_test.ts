@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import WebSocketNode from "ws";
-import { withTestCerts } from "../helpers/certs.ts";
+import { serverCertArgs, withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { liveMemoryKiB, openFiles } from "../helpers/system.ts";
 import { TcpTarget } from "../helpers/targets.ts";
@@ -354,8 +354,7 @@ Deno.test({
       const proxy = new ProxyProcess([
         "127.0.0.1:0",
         `127.0.0.1:${target.port}`,
-        `--cert=${certs.serverCert}`,
-        `--key=${certs.serverKey}`,
+        ...serverCertArgs(certs),
       ]);
       try {
         const port = await proxy.port();
@@ -409,8 +408,7 @@ Deno.test({
       );
       const proxy = await startProxy([
         `127.0.0.1:${target.port}`,
-        `--cert=${certs.serverCert}`,
-        `--key=${certs.serverKey}`,
+        ...serverCertArgs(certs),
       ]);
       const files = () => openFiles(Deno.pid);
       try {
@@ -466,8 +464,7 @@ Deno.test({
       const proxy = new ProxyProcess([
         "127.0.0.1:0",
         `127.0.0.1:${target.port}`,
-        `--cert=${certs.serverCert}`,
-        `--key=${certs.serverKey}`,
+        ...serverCertArgs(certs),
         `--record=${dir}/session`,
       ]);
       try {

@@ -1,7 +1,7 @@
 // Token plugins (target per connection) and auth plugins on the wire: real clients, targets, openssl s_client.
 import assert from "node:assert/strict";
 import { Opcode } from "../../lib/websocket/frames.ts";
-import { makeCerts, sClient } from "../helpers/certs.ts";
+import { makeCerts, sClient, serverCertArgs } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
 import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
@@ -197,8 +197,7 @@ Deno.test("auth plugins on the wire: 401 with the challenge, 403 Invalid Origin,
   const certs = await makeCerts();
   const cn = await startProxy([
     `127.0.0.1:${target.port}`,
-    `--cert=${certs.serverCert}`,
-    `--key=${certs.serverKey}`,
+    ...serverCertArgs(certs),
     "--verify-client",
     `--cafile=${certs.ca}`,
     "--auth-plugin=ClientCertCNAuth",

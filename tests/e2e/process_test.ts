@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
-import { type TestCerts, withTestCerts } from "../helpers/certs.ts";
+import { serverCertArgs, type TestCerts, withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { MASK, RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
@@ -86,7 +86,7 @@ async function floodStalledTarget(
     stalled.push(conn); // accepted, never read
     await release.promise;
   });
-  const certArgs = tls ? [`--cert=${tls.certs.serverCert}`, `--key=${tls.certs.serverKey}`] : [];
+  const certArgs = tls ? serverCertArgs(tls.certs) : [];
   const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, ...certArgs]);
   try {
     const port = await proxy.port();
@@ -140,7 +140,7 @@ async function floodStalledClient(
       }
     } catch { /* closed at the end */ }
   });
-  const certArgs = tls ? [`--cert=${tls.certs.serverCert}`, `--key=${tls.certs.serverKey}`] : [];
+  const certArgs = tls ? serverCertArgs(tls.certs) : [];
   const proxy = new ProxyProcess(["127.0.0.1:0", `127.0.0.1:${target.port}`, ...certArgs]);
   try {
     const port = await proxy.port();

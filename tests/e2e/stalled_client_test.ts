@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
-import { withTestCerts } from "../helpers/certs.ts";
+import { serverCertArgs, withTestCerts } from "../helpers/certs.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { readToEnd } from "../helpers/bytes.ts";
 import { upgradeRequest } from "../helpers/raw_client.ts";
@@ -16,10 +16,6 @@ import { deadline, sleep, waitFor } from "../helpers/waits.ts";
 
 const MODES = ["plain", "TLS"] as const;
 type Mode = typeof MODES[number];
-
-function tlsArgs(certs: { serverCert: string; serverKey: string }): string[] {
-  return [`--cert=${certs.serverCert}`, `--key=${certs.serverKey}`];
-}
 
 for (const mode of MODES) {
   Deno.test({
@@ -34,7 +30,7 @@ for (const mode of MODES) {
         // Far more than the kernel's socket buffers hold.
         await Deno.writeFile(`${root}/big.bin`, new Uint8Array(24 * 1024 * 1024));
         const proxy = await startProxy(
-          ["127.0.0.1:1", `--web=${root}`, ...tlsArgs(certs)],
+          ["127.0.0.1:1", `--web=${root}`, ...serverCertArgs(certs)],
           { webWrite: 500 },
         );
         try {
@@ -81,7 +77,7 @@ for (const mode of MODES) {
           } catch { /* the proxy closed it */ }
         });
         const proxy = await startProxy(
-          [`127.0.0.1:${target.port}`, ...tlsArgs(certs)],
+          [`127.0.0.1:${target.port}`, ...serverCertArgs(certs)],
           { close: 500 },
         );
         try {

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { readToEnd } from "../helpers/bytes.ts";
-import { withTestCerts } from "../helpers/certs.ts";
+import { serverCertArgs, withTestCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { MASK, RawClient } from "../helpers/raw_client.ts";
 import { TcpTarget } from "../helpers/targets.ts";
@@ -24,8 +24,7 @@ Deno.test("wss: a client flooding a target that does not read is throttled (memo
     const proxy = new ProxyProcess([
       "127.0.0.1:0",
       `127.0.0.1:${target.port}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     try {
       const port = await proxy.port();

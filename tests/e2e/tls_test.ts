@@ -9,6 +9,7 @@ import {
   makeCerts,
   opensslVerifies,
   sClient,
+  serverCertArgs,
   type TestCerts,
 } from "../helpers/certs.ts";
 import { ProxyProcess, startProxy } from "../helpers/proxy.ts";
@@ -35,8 +36,7 @@ Deno.test("ws:// and wss:// on the same port at the same time", () =>
     const target = echoTarget();
     const proxy = await startProxy([
       `127.0.0.1:${target.port}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     try {
       const ca = await Deno.readTextFile(certs.ca);
@@ -131,8 +131,7 @@ Deno.test("--ssl-only: plain connections refused, TLS served; startup fails with
       "127.0.0.1:0",
       `127.0.0.1:${target.port}`,
       "--ssl-only",
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     try {
       const port = await proxy.port();
@@ -169,8 +168,7 @@ Deno.test("--verify-client: no certificate and untrusted certificates are refuse
     const target = echoTarget();
     const proxy = await startProxy([
       `127.0.0.1:${target.port}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
       "--verify-client",
       `--cafile=${certs.ca}`,
     ]);
@@ -396,8 +394,7 @@ Deno.test("--verify-client: every issuer in a client chain must be a CA (basicCo
     const target = echoTarget();
     const proxy = await startProxy([
       `127.0.0.1:${target.port}`,
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
       "--verify-client",
       `--cafile=${certs.ca}`,
       "--auth-plugin=ClientCertCNAuth",
@@ -510,8 +507,7 @@ Deno.test("startup: an expired or not yet valid certificate starts with a warnin
     const valid = new ProxyProcess([
       "127.0.0.1:0",
       "127.0.0.1:1",
-      `--cert=${certs.serverCert}`,
-      `--key=${certs.serverKey}`,
+      ...serverCertArgs(certs),
     ]);
     try {
       await valid.port();

@@ -33,6 +33,11 @@ export interface TestCerts {
 }
 
 /** A certificate and its key, as absolute paths. */
+/** The proxy's arguments for serving TLS with the test server certificate and its key. */
+export function serverCertArgs(certs: Pick<TestCerts, "serverCert" | "serverKey">): string[] {
+  return [`--cert=${certs.serverCert}`, `--key=${certs.serverKey}`];
+}
+
 export interface IssuedCert {
   cert: string;
   key: string;
