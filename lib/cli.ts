@@ -26,6 +26,7 @@ import {
   WRAP_MODES,
   type WrapMode,
 } from "./settings.ts";
+import { formatRedisSource, parseRedisSource } from "./tokenredis.ts";
 
 export { UsageError };
 
@@ -571,16 +572,28 @@ function tokenTarget(given: GivenOptions, plugin: TokenPluginName): TargetSpec {
   const targetConfig = given.value("target-config");
   const source = targetConfig ?? given.value("token-source");
   if (source === undefined) throw new UsageError(`--token-plugin ${plugin} needs --token-source`);
-  // A token service's source is a URL; every other built-in source is a path, made absolute (Python leaves it
-  // relative, #213).
-  const isUrl = plugin === "BaseTokenAPI" || plugin === "JSONTokenApi";
   return {
     kind: "token",
     plugin,
-    source: isUrl ? source : resolve(given.cwd, source),
+    source: tokenSource(plugin, source, given.cwd),
     hostToken: given.flag("host-token"),
     ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
   };
+}
+
+/**
+ * A token source as the plugin will read it. A token service's source is a URL, kept; TokenRedis's is a Redis
+ * address, checked here (a malformed one names the format) with a relative `@FILE` password made absolute; every
+ * other built-in source is a path, made absolute (Python leaves it relative, #213).
+ */
+function tokenSource(plugin: TokenPluginName, source: string, cwd: string): string {
+  if (plugin === "BaseTokenAPI" || plugin === "JSONTokenApi") return source;
+  if (plugin !== "TokenRedis") return resolve(cwd, source);
+  try {
+    return formatRedisSource(parseRedisSource(source, cwd));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 /** Wrap mode: as in Python, every positional after the listen address belongs to the command too. */

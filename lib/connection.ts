@@ -27,6 +27,7 @@ import type { ClientConn } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
 import { sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import type { Relay } from "./relay.ts";
+import { redactTokens } from "./secrets.ts";
 import { openSession } from "./session.ts";
 import type { Settings, TargetSpec } from "./settings.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
@@ -228,7 +229,9 @@ export class Connection {
       );
       this.log.request(
         this.client,
-        `"${request.method} ${request.target} ${request.version}" ${outcome.status} -`,
+        `"${request.method} ${
+          redactTokens(request.target)
+        } ${request.version}" ${outcome.status} -`,
       );
       if (outcome.after === "close") {
         await this.finish();
@@ -260,7 +263,7 @@ export class Connection {
   async #answerPlainHttp(request: HttpRequest): Promise<void> {
     this.log.request(
       this.client,
-      `"${request.method} ${request.target} ${request.version}"`,
+      `"${request.method} ${redactTokens(request.target)} ${request.version}"`,
       "debug",
     );
     if (METHODS_405.has(request.method)) {

@@ -20,11 +20,14 @@ import { basename } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
 import type { AuthPluginName, Settings, TargetSpec, TokenPluginName } from "./settings.ts";
+import { parseRedisSource, redisTokens } from "./tokenredis.ts";
 
 /** Finds a session's target from its token; undefined when the token is unknown. */
 export interface TokenPlugin {
   readonly name: string;
   lookup(token: string): Promise<TargetSpec | undefined>;
+  /** Lets go of what the plugin holds open (TokenRedis: its connection). */
+  close?(): void;
 }
 
 /** The outcome of a token file parse: targets by token, and the lines that were not `token: host:port`. */
@@ -145,6 +148,8 @@ export async function createTokenPlugin(
       return tokenService(name, source);
     case "JWTTokenApi":
       return await jwtTokens(source);
+    case "TokenRedis":
+      return await redisTokens(parseRedisSource(source, Deno.cwd()), warn);
     case "UnixDomainSocketDirectory": {
       const root = await Deno.realPath(source);
       return {

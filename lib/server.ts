@@ -140,6 +140,7 @@ export class ProxyServer implements ServerContext {
       for (const connection of this.#connections.keys()) connection.deadline.expire("shutdown");
     });
     await Promise.race([served, limit]);
+    this.plugins.token?.close?.();
   }
 
   /** --timeout and --idle-timeout, checked once a second as Python does. */

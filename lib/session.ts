@@ -14,6 +14,7 @@ import type { HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { requestToken, TokenRefused } from "./plugins.ts";
 import { SessionRecorder } from "./record.ts";
+import { redactTokens, tokenHash } from "./secrets.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import type { TargetSpec } from "./settings.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
@@ -52,14 +53,20 @@ export async function openSession(
   if (!target) return;
   if (!(await cx.authorize(request, target))) return;
   const { client } = cx;
-  log.request(client, `"${request.method} ${request.target} ${request.version}" 101 -`, "debug");
+  log.request(
+    client,
+    `"${request.method} ${redactTokens(request.target)} ${request.version}" 101 -`,
+    "debug",
+  );
   log.request(
     client,
     cx.peer.secure
       ? `${client}: SSL/TLS (wss://) WebSocket connection`
       : `${client}: Plain non-SSL (ws://) WebSocket connection`,
   );
-  if (request.target !== "/") log.request(client, `${client}: Path: '${request.target}'`);
+  if (request.target !== "/") {
+    log.request(client, `${client}: Path: '${redactTokens(request.target)}'`);
+  }
 
   // Returned, not awaited, so this frame is not kept for as long as the session lasts (idle sessions are
   // counted in thousands).
@@ -99,7 +106,7 @@ async function resolveTarget(
     }
     return undefined;
   }
-  if (!found) log.info(`${cx.client}: Token '${token}' not found`);
+  if (!found) log.info(`${cx.client}: Token ${tokenHash(token)} not found`);
   return found;
 }
 

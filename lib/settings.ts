@@ -16,6 +16,7 @@ export const TOKEN_PLUGINS = [
   "BaseTokenAPI",
   "JSONTokenApi",
   "JWTTokenApi",
+  "TokenRedis",
 ] as const;
 export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 
@@ -76,7 +77,10 @@ export type TargetSpec =
     /** Chosen per connection by a token plugin. */
     readonly kind: "token";
     readonly plugin: TokenPluginName;
-    /** What the plugin reads (every built-in plugin reads a path: absolute). */
+    /**
+     * What the plugin reads: an absolute path, a URL (BaseTokenAPI, JSONTokenApi), or a Redis address
+     * (TokenRedis, with an `@FILE` password made absolute).
+     */
     readonly source: string;
     /**
      * The token is the Host header (without its port), not `?token=`.

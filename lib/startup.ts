@@ -19,6 +19,7 @@ import { parseSyslogHost } from "./logsinks.ts";
 import type { Settings } from "./settings.ts";
 import { describeError } from "./targets.ts";
 import { checkServerCertificate } from "./tls.ts";
+import { parseRedisSource } from "./tokenredis.ts";
 
 /** A startup mistake: the message names the option and the path; the exit code is the process's. */
 export interface StartupProblem {
@@ -161,6 +162,7 @@ async function checkTokenSource(target: Settings["target"]): Promise<string | un
   if (target.plugin === "BaseTokenAPI" || target.plugin === "JSONTokenApi") {
     return checkTokenServiceUrl(option, source);
   }
+  if (target.plugin === "TokenRedis") return await checkRedisPasswordFile(option, source);
   try {
     const info = await Deno.stat(source);
     const needsDirectory = target.plugin === "TokenFileName" ||
@@ -176,6 +178,18 @@ async function checkTokenSource(target: Settings["target"]): Promise<string | un
     return undefined;
   } catch (error) {
     return `${option} '${source}': ${fsReason(error)}`;
+  }
+}
+
+/** TokenRedis: a password given as `@FILE` must be readable (the address itself was checked by the CLI). */
+async function checkRedisPasswordFile(option: string, source: string): Promise<string | undefined> {
+  const { password } = parseRedisSource(source, "/");
+  if (typeof password !== "object") return undefined;
+  try {
+    await Deno.readTextFile(password.file);
+    return undefined;
+  } catch (error) {
+    return `${option}: the Redis password file '${password.file}': ${fsReason(error)}`;
   }
 }
 

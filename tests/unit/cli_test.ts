@@ -105,10 +105,28 @@ Deno.test("usage errors name the problem", () => {
   usageError(["6080", "h:1", "--ssl-version=toString"], /invalid choice: 'toString'/);
 });
 
+Deno.test("TokenRedis: the source keeps its fields, with a relative @FILE password made absolute", () => {
+  const target = settings([
+    "6080",
+    "--token-plugin=websockify.token_plugins.TokenRedis",
+    '--token-source=redis.internal::3:@conf/redis.pw:"vdi:desks":yes',
+  ]).target;
+  assert.deepEqual(target, {
+    kind: "token",
+    plugin: "TokenRedis",
+    source: 'redis.internal:6379:3:@/start/conf/redis.pw:"vdi:desks":ssl',
+    hostToken: false,
+  });
+});
+
 Deno.test("plugin and option combinations that cannot work fail clearly", () => {
   usageError(
-    ["6080", "--token-plugin=websockify.token_plugins.TokenRedis"],
+    ["6080", "--token-plugin=websockify.token_plugins.TokenMemcached"],
     /not available \(built in: /,
+  );
+  usageError(
+    ["6080", "--token-plugin=TokenRedis", "--token-source=redis:port"],
+    /--token-source 'redis:port': bad port 'port' \(expected host\[:port\[:db/,
   );
   usageError(
     ["6080", "h:1", "--auth-plugin", "my.module.Auth"],

@@ -1,0 +1,388 @@
+/**
+ * A small Redis client for token lookups: RESP2 encoding and decoding as pure code, and one persistent connection
+ * (TCP or TLS) shared by every lookup, commands pipelined on it.
+ *
+ * Why not connect per lookup (as Python's TokenRedis does): a connection costs a TCP (and TLS) handshake, AUTH and
+ * SELECT, on every WebSocket session. Why not a pool: replies come back in order, so one connection carries any
+ * number of concurrent lookups.
+ *
+ * Failure rules: a command that gets no reply within `commandTimeoutMs` fails, and so does the connection (replies
+ * are positional: a late one would answer the wrong command); the commands queued on a failed connection fail with
+ * the same reason. The next command connects again, but not before a back-off (100 ms doubling to 2 s) after a
+ * failed connect, so a Redis that is down costs a refused connect per back-off period, not per session. Nothing
+ * here ever throws out of a timer or a read loop: every failure reaches a command's promise.
+ *
+ * @module
+ */
+
+import { writeAll } from "./io.ts";
+
+/** A RESP error reply (`-ERR ...`): Redis answered, and the answer is an error. */
+export class RespError {
+  constructor(readonly message: string) {}
+}
+
+/** A RESP2 reply: simple or bulk string, integer, null (nil bulk or array), error, or array. */
+export type RespReply = string | number | null | RespError | RespReply[];
+
+const encoder = new TextEncoder();
+const CR = 13;
+const LF = 10;
+
+/** A command as a RESP array of bulk strings (binary-safe: a token can hold any byte). */
+export function encodeCommand(args: readonly string[]): Uint8Array {
+  const parts = args.map((arg) => encoder.encode(arg));
+  const head = `*${parts.length}\r\n`;
+  const chunks: Uint8Array[] = [encoder.encode(head)];
+  for (const part of parts) {
+    chunks.push(encoder.encode(`$${part.length}\r\n`), part, encoder.encode("\r\n"));
+  }
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** Thrown by RespParser for bytes that are not RESP, or a reply over its size bound. */
+export class RespProtocolError extends Error {
+  override name = "RespProtocolError";
+}
+
+/** Marks "the reply is not complete yet" inside the parser. */
+const INCOMPLETE = Symbol("incomplete");
+
+/**
+ * An incremental RESP2 reply parser: `push` bytes as they arrive, `next` takes complete replies in order.
+ * Bounded: a reply (or the bytes waiting to become one) over `maxReply` bytes is a protocol error, so a broken or
+ * hostile server cannot make it buffer without limit.
+ */
+export class RespParser {
+  #buffer = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  readonly #decoder = new TextDecoder();
+
+  constructor(readonly maxReply: number) {}
+
+  push(bytes: Uint8Array): void {
+    if (this.#end - this.#start + bytes.length > this.maxReply + 64) {
+      throw new RespProtocolError(`reply over ${this.maxReply} bytes`);
+    }
+    if (this.#end + bytes.length > this.#buffer.length) {
+      const kept = this.#buffer.subarray(this.#start, this.#end);
+      const grown = new Uint8Array(
+        Math.max(kept.length + bytes.length, 2 * this.#buffer.length, 256),
+      );
+      grown.set(kept);
+      this.#buffer = grown;
+      this.#end = kept.length;
+      this.#start = 0;
+    }
+    this.#buffer.set(bytes, this.#end);
+    this.#end += bytes.length;
+  }
+
+  /** The next complete reply, or undefined until more bytes arrive. */
+  next(): RespReply | undefined {
+    const position = { at: this.#start };
+    const reply = this.#parse(position);
+    if (reply === INCOMPLETE) return undefined;
+    this.#start = position.at;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return reply;
+  }
+
+  #parse(position: { at: number }): RespReply | typeof INCOMPLETE {
+    const line = this.#line(position);
+    if (line === INCOMPLETE) return INCOMPLETE;
+    const type = line[0];
+    const rest = line.slice(1);
+    switch (type) {
+      case "+":
+        return rest;
+      case "-":
+        return new RespError(rest);
+      case ":":
+        return this.#integer(rest);
+      case "$": {
+        const length = this.#integer(rest);
+        if (length === -1) return null;
+        if (length < 0) throw new RespProtocolError(`bad bulk length ${rest}`);
+        if (length > this.maxReply) {
+          throw new RespProtocolError(`reply over ${this.maxReply} bytes`);
+        }
+        if (this.#end - position.at < length + 2) return INCOMPLETE;
+        const body = this.#buffer.subarray(position.at, position.at + length);
+        if (
+          this.#buffer[position.at + length] !== CR || this.#buffer[position.at + length + 1] !== LF
+        ) {
+          throw new RespProtocolError("bulk string without its CRLF");
+        }
+        position.at += length + 2;
+        return this.#decoder.decode(body);
+      }
+      case "*": {
+        const count = this.#integer(rest);
+        if (count === -1) return null;
+        if (count < 0) throw new RespProtocolError(`bad array length ${rest}`);
+        const items: RespReply[] = [];
+        for (let i = 0; i < count; i++) {
+          const item = this.#parse(position);
+          if (item === INCOMPLETE) return INCOMPLETE;
+          items.push(item);
+        }
+        return items;
+      }
+      default:
+        throw new RespProtocolError(`not a RESP reply (type byte ${JSON.stringify(type ?? "")})`);
+    }
+  }
+
+  /** The text of the line at `position` (without CRLF), moving past it. */
+  #line(position: { at: number }): string | typeof INCOMPLETE {
+    for (let i = position.at; i + 1 < this.#end; i++) {
+      if (this.#buffer[i] === CR && this.#buffer[i + 1] === LF) {
+        const text = this.#decoder.decode(this.#buffer.subarray(position.at, i));
+        position.at = i + 2;
+        return text;
+      }
+    }
+    return INCOMPLETE;
+  }
+
+  #integer(text: string): number {
+    if (!/^-?\d{1,15}$/.test(text)) {
+      throw new RespProtocolError(`bad integer ${JSON.stringify(text)}`);
+    }
+    return Number(text);
+  }
+}
+
+/** Where and how to reach Redis. */
+export interface RedisOptions {
+  hostname: string;
+  port: number;
+  /** TLS to Redis, verified against Deno's trusted CAs (plus `DENO_CERT`). */
+  tls: boolean;
+  password?: string;
+  /** @default 0 */
+  db: number;
+  /** @default 2000 */
+  connectTimeoutMs?: number;
+  /** @default 2000 */
+  commandTimeoutMs?: number;
+  /** @default 65536 */
+  maxReply?: number;
+  /**
+   * The connection's name in CLIENT LIST.
+   * @default "websockify"
+   */
+  clientName?: string;
+}
+
+/** The first wait after a failed connect, and the longest. */
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 2000;
+
+interface PendingCommand {
+  resolve(reply: RespReply): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** One open connection: commands written in order, replies matched to them in order. */
+class RedisLink {
+  readonly #conn: Deno.Conn;
+  readonly #parser: RespParser;
+  readonly #pending: PendingCommand[] = [];
+  readonly #commandTimeoutMs: number;
+  readonly #onFail: (link: RedisLink) => void;
+  #writes: Promise<void> = Promise.resolve();
+  failure: Error | undefined;
+
+  constructor(
+    conn: Deno.Conn,
+    options: { maxReply: number; commandTimeoutMs: number },
+    onFail: (link: RedisLink) => void,
+  ) {
+    this.#conn = conn;
+    this.#parser = new RespParser(options.maxReply);
+    this.#commandTimeoutMs = options.commandTimeoutMs;
+    this.#onFail = onFail;
+    // The connection must never keep the process alive (a proxy shutting down just exits).
+    conn.unref();
+    this.#read();
+  }
+
+  send(args: readonly string[]): Promise<RespReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.fail(new Error(`no answer within ${this.#commandTimeoutMs} ms`)),
+        this.#commandTimeoutMs,
+      );
+      this.#pending.push({ resolve, reject, timer });
+      const bytes = encodeCommand(args);
+      this.#writes = this.#writes
+        .then(() => writeAll(this.#conn, bytes))
+        .catch((error) => this.fail(new Error(`write failed: ${(error as Error).message}`)));
+    });
+  }
+
+  /** Ends the connection; every command waiting on it fails with `error`. */
+  fail(error: Error): void {
+    if (this.failure) return;
+    this.failure = error;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+    for (const command of this.#pending.splice(0)) {
+      clearTimeout(command.timer);
+      command.reject(error);
+    }
+    this.#onFail(this);
+  }
+
+  async #read(): Promise<void> {
+    const buffer = new Uint8Array(16 * 1024);
+    try {
+      while (!this.failure) {
+        const count = await this.#conn.read(buffer);
+        if (count === null) {
+          this.fail(new Error("connection closed by Redis"));
+          return;
+        }
+        this.#parser.push(buffer.subarray(0, count));
+        for (let reply = this.#parser.next(); reply !== undefined; reply = this.#parser.next()) {
+          const command = this.#pending.shift();
+          if (!command) throw new RespProtocolError("a reply to no command");
+          clearTimeout(command.timer);
+          command.resolve(reply);
+        }
+      }
+    } catch (error) {
+      this.fail(
+        error instanceof RespProtocolError
+          ? new Error(`protocol error: ${error.message}`)
+          : new Error((error as Error).message),
+      );
+    }
+  }
+}
+
+/**
+ * A Redis connection that comes back: commands go over one persistent connection, made on first use and again
+ * after a failure (with back-off after a failed connect). See the module comment for the failure rules.
+ */
+export class RedisClient {
+  readonly #options: Required<RedisOptions>;
+  #link: RedisLink | undefined;
+  #connecting: Promise<RedisLink> | undefined;
+  #backoffMs = 0;
+  #retryAt = 0;
+  #lastError = "";
+  #closed = false;
+
+  constructor(options: RedisOptions) {
+    this.#options = {
+      connectTimeoutMs: 2000,
+      commandTimeoutMs: 2000,
+      maxReply: 64 * 1024,
+      clientName: "websockify",
+      password: "",
+      ...options,
+    };
+  }
+
+  /** `host:port` of the server, for messages. */
+  get address(): string {
+    const { hostname, port } = this.#options;
+    return `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  }
+
+  /** Runs one command; rejects with the reason when Redis cannot be reached or does not answer in time. */
+  async command(args: readonly string[]): Promise<RespReply> {
+    const link = this.#link ?? await this.#connect();
+    return await link.send(args);
+  }
+
+  /** Closes the connection; commands after this fail. */
+  close(): void {
+    this.#closed = true;
+    this.#link?.fail(new Error("client closed"));
+  }
+
+  #connect(): Promise<RedisLink> {
+    if (this.#closed) return Promise.reject(new Error("client closed"));
+    const wait = this.#retryAt - Date.now();
+    if (wait > 0) {
+      return Promise.reject(new Error(`${this.#lastError} (next try in ${wait} ms)`));
+    }
+    this.#connecting ??= this.#open().then(
+      (link) => {
+        this.#connecting = undefined;
+        this.#backoffMs = 0;
+        this.#link = link;
+        return link;
+      },
+      (error: Error) => {
+        this.#connecting = undefined;
+        this.#backoffMs = Math.min(Math.max(2 * this.#backoffMs, BACKOFF_FIRST_MS), BACKOFF_MAX_MS);
+        this.#retryAt = Date.now() + this.#backoffMs;
+        this.#lastError = error.message;
+        throw error;
+      },
+    );
+    return this.#connecting;
+  }
+
+  async #open(): Promise<RedisLink> {
+    const { hostname, port, tls, password, db, connectTimeoutMs } = this.#options;
+    const connecting = tls ? Deno.connectTls({ hostname, port }) : Deno.connect({ hostname, port });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
+        connectTimeoutMs,
+      );
+    });
+    let conn: Deno.Conn;
+    try {
+      conn = await Promise.race([connecting, timeout]);
+    } catch (error) {
+      // A connect that completes after the timeout is closed, not leaked.
+      connecting.then((late) => late.close(), () => {});
+      throw new Error(`cannot connect: ${(error as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    const link = new RedisLink(conn, this.#options, (failed) => {
+      if (this.#link === failed) this.#link = undefined;
+    });
+    // AUTH and SELECT are pipelined; the link is handed out only once both succeed. The name (it shows in
+    // CLIENT LIST) is a courtesy: a server that refuses it is still used.
+    const setup: Promise<RespReply>[] = [];
+    if (password) setup.push(link.send(["AUTH", password]));
+    if (db !== 0) setup.push(link.send(["SELECT", String(db)]));
+    const named = link.send(["CLIENT", "SETNAME", this.#options.clientName]).catch(() => null);
+    try {
+      for (const reply of await Promise.all(setup)) {
+        if (reply instanceof RespError) {
+          throw new Error(`Redis refused the connection setup: ${reply.message}`);
+        }
+      }
+      await named;
+      // The link may have failed while being set up (no answer to the name): it is not handed out.
+      if (link.failure) throw link.failure;
+    } catch (error) {
+      link.fail(error as Error);
+      throw error;
+    }
+    return link;
+  }
+}

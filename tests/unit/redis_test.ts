@@ -1,0 +1,291 @@
+// TokenRedis's pure parts (source syntax, stored values, RESP) and its client against a real redis-server.
+import assert from "node:assert/strict";
+import { encodeCommand, RedisClient, RespError, RespParser } from "../../lib/redis.ts";
+import {
+  formatRedisSource,
+  parseRedisSource,
+  redisTarget,
+  splitSourceFields,
+} from "../../lib/tokenredis.ts";
+import { RedisServer } from "../helpers/redis.ts";
+import { TcpTarget } from "../helpers/targets.ts";
+
+Deno.test("TokenRedis source fields split as Python's parse_source_args does (its own table)", () => {
+  const table: [string, string[]][] = [
+    ["", [""]],
+    [":", ["", ""]],
+    ["::", ["", "", ""]],
+    ['"', ['"']],
+    ['""', ['""']],
+    ['"""', ['"""']],
+    ['"localhost"', ["localhost"]],
+    ['"localhost":', ["localhost", ""]],
+    ['"localhost"::', ["localhost", "", ""]],
+    ['"local:host"', ["local:host"]],
+    ['"local:host:"pass"', ['"local', "host", "pass"]],
+    ['"local":"host"', ["local", "host"]],
+    ['"local":host"', ["local", 'host"']],
+    ['localhost:6379:1:pass"word:"my-app-namespace:dev"', [
+      "localhost",
+      "6379",
+      "1",
+      'pass"word',
+      "my-app-namespace:dev",
+    ]],
+    ['h::::"a:b"', ["h", "", "", "", "a:b"]],
+  ];
+  for (const [source, fields] of table) {
+    assert.deepEqual(splitSourceFields(source), fields, source);
+  }
+});
+
+Deno.test("TokenRedis source: defaults for empty fields, @file passwords, TLS words, and clear refusals", () => {
+  assert.deepEqual(parseRedisSource("redis.example", "/srv"), {
+    hostname: "redis.example",
+    port: 6379,
+    db: 0,
+    password: undefined,
+    namespace: "",
+    tls: false,
+  });
+  assert.deepEqual(parseRedisSource('r:6380:2:pw:"a:b":yes', "/srv"), {
+    hostname: "r",
+    port: 6380,
+    db: 2,
+    password: "pw",
+    namespace: "a:b",
+    tls: true,
+  });
+  assert.deepEqual(parseRedisSource("r:::@secrets/redis.pw", "/srv").password, {
+    file: "/srv/secrets/redis.pw",
+  });
+  assert.equal(parseRedisSource('"::1"', "/").hostname, "::1");
+  for (const word of ["1", "true", "SSL", "yes"]) {
+    assert.equal(parseRedisSource(`r:::::${word}`, "/").tls, true, word);
+  }
+  for (const word of ["", "0", "false", "no"]) {
+    assert.equal(parseRedisSource(`r:::::${word}`, "/").tls, false, word);
+  }
+  const refusals: [string, RegExp][] = [
+    ["", /no host/],
+    [":6379", /no host/],
+    ["r:http", /bad port 'http'/],
+    ["r:0", /bad port '0'/],
+    ["r:70000", /bad port/],
+    ["r:6379:x", /bad db 'x'/],
+    ["r:6379:-1", /bad db/],
+    ["r:::::maybe", /bad ssl field 'maybe'/],
+    ["r:1:2:3:4:5:6", /too many fields/],
+  ];
+  for (const [source, why] of refusals) {
+    assert.throws(() => parseRedisSource(source, "/"), (error: Error) => {
+      assert.match(error.message, why, source);
+      assert.match(
+        error.message,
+        /expected host\[:port\[:db\[:password\[:namespace\[:ssl\]\]\]\]\]/,
+      );
+      return true;
+    });
+  }
+});
+
+Deno.test("TokenRedis source written back parses to the same (quotes where a field has colons)", () => {
+  for (
+    const source of [
+      "r",
+      'r:6380:2:pw:"a:b":yes',
+      'r::::"x:y:z"',
+      '"::1":7000',
+      "r:::@/etc/pw",
+      'r:1:0:"p:w"',
+    ]
+  ) {
+    const parsed = parseRedisSource(source, "/");
+    assert.deepEqual(parseRedisSource(formatRedisSource(parsed), "/"), parsed, source);
+  }
+});
+
+Deno.test("TokenRedis values: JSON {host: 'h:p'} or plain h:p, blanks around; anything else is no target", () => {
+  const tcp = (hostname: string, port: number) => ({ kind: "tcp", hostname, port });
+  assert.deepEqual(redisTarget('{"host": "10.0.0.5:5901"}'), tcp("10.0.0.5", 5901));
+  assert.deepEqual(redisTarget('  {"host":"desk","port":"5900"}\n'), tcp("desk", 5900));
+  assert.deepEqual(redisTarget('{"host":"::1","port":5900}'), tcp("::1", 5900));
+  assert.deepEqual(redisTarget(" desk:5902 \r\n"), tcp("desk", 5902));
+  assert.deepEqual(redisTarget("[::1]:5903"), tcp("::1", 5903));
+  for (
+    const bad of [
+      "",
+      "desk",
+      "desk:",
+      "desk:0",
+      "desk:99999",
+      '{"host": "desk"}',
+      '{"hots": "desk:1"}',
+      "{not json",
+      '{"host": 5}',
+      "unix_socket:/run/x.sock",
+      '"desk:1"',
+    ]
+  ) {
+    assert.equal(redisTarget(bad), undefined, bad);
+  }
+});
+
+Deno.test("RESP: commands are arrays of bulk strings; replies parse however the bytes are split", () => {
+  assert.equal(
+    new TextDecoder().decode(encodeCommand(["GET", "ns:tök en"])),
+    "*2\r\n$3\r\nGET\r\n$10\r\nns:tök en\r\n",
+  );
+  const wire = new TextEncoder().encode(
+    "+OK\r\n-WRONGPASS bad\r\n:42\r\n$-1\r\n$5\r\nh:1\r\n\r\n*2\r\n$1\r\na\r\n*-1\r\n$0\r\n\r\n",
+  );
+  const expected = [
+    "OK",
+    new RespError("WRONGPASS bad"),
+    42,
+    null,
+    "h:1\r\n",
+    ["a", null],
+    "",
+  ];
+  for (const step of [1, 2, 3, 7, wire.length]) {
+    const parser = new RespParser(1024);
+    const replies: unknown[] = [];
+    for (let at = 0; at < wire.length; at += step) {
+      parser.push(wire.subarray(at, at + step));
+      for (let reply = parser.next(); reply !== undefined; reply = parser.next()) {
+        replies.push(reply);
+      }
+    }
+    assert.deepEqual(replies, expected, `in pieces of ${step}`);
+  }
+});
+
+Deno.test("RESP: a reply over the bound, or bytes that are not RESP, are errors (never unbounded buffering)", () => {
+  const encode = (text: string) => new TextEncoder().encode(text);
+  const big = new RespParser(100);
+  assert.throws(() => big.push(encode("$1000\r\n")) ?? big.next(), /over 100 bytes/);
+  const flood = new RespParser(100);
+  assert.throws(() => {
+    for (let i = 0; i < 10; i++) flood.push(encode("+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+  }, /over 100 bytes/);
+  const garbage = new RespParser(100);
+  garbage.push(encode("HTTP/1.1 400 Bad Request\r\n"));
+  assert.throws(() => garbage.next(), /not a RESP reply/);
+  const badLength = new RespParser(100);
+  badLength.push(encode("$abc\r\n"));
+  assert.throws(() => badLength.next(), /bad integer/);
+});
+
+Deno.test("RedisClient: one connection carries many concurrent commands, with AUTH, SELECT and its name", async () => {
+  const redis = await RedisServer.start();
+  const client = new RedisClient({
+    hostname: "127.0.0.1",
+    port: redis.port,
+    tls: false,
+    password: redis.password,
+    db: 3,
+  });
+  try {
+    for (let i = 0; i < 50; i++) await redis.cli(["SET", `k${i}`, `v${i}`], 3);
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => client.command(["GET", `k${i % 60}`])),
+    );
+    assert.deepEqual(
+      replies,
+      Array.from({ length: 200 }, (_, i) => i % 60 < 50 ? `v${i % 60}` : null),
+    );
+    assert.equal(await redis.namedClients("websockify"), 1);
+  } finally {
+    client.close();
+    await redis.remove();
+  }
+});
+
+Deno.test("RedisClient: a wrong password fails each command with Redis's reason, never the password", async () => {
+  const redis = await RedisServer.start();
+  const client = new RedisClient({
+    hostname: "127.0.0.1",
+    port: redis.port,
+    tls: false,
+    password: "not-the-password",
+    db: 0,
+  });
+  try {
+    await assert.rejects(client.command(["GET", "x"]), (error: Error) => {
+      assert.match(error.message, /refused the connection setup: WRONGPASS/);
+      assert.doesNotMatch(error.message, /not-the-password/);
+      return true;
+    });
+  } finally {
+    client.close();
+    await redis.remove();
+  }
+});
+
+Deno.test("RedisClient: a server that stops answering fails the command in bounded time; the next one reconnects", async () => {
+  // Answers the connection's first command (CLIENT SETNAME), then nothing.
+  let connections = 0;
+  const silent = new TcpTarget(async (conn) => {
+    connections++;
+    let answered = false;
+    for await (const _ of conn.readable) {
+      if (!answered) await conn.write(new TextEncoder().encode("+OK\r\n"));
+      answered = true;
+    }
+  });
+  const client = new RedisClient({
+    hostname: "127.0.0.1",
+    port: silent.port,
+    tls: false,
+    db: 0,
+    commandTimeoutMs: 300,
+  });
+  try {
+    const started = performance.now();
+    await assert.rejects(client.command(["GET", "x"]), /no answer within 300 ms/);
+    assert.ok(performance.now() - started < 2000);
+    await assert.rejects(client.command(["GET", "y"]), /no answer within 300 ms/);
+    assert.equal(
+      connections,
+      2,
+      "a timed-out connection is not reused (its replies would be off by one)",
+    );
+  } finally {
+    client.close();
+    await silent.close();
+  }
+});
+
+Deno.test("RedisClient: Redis down fails fast with back-off, and commands work again once it is back", async () => {
+  const redis = await RedisServer.start();
+  const client = new RedisClient({
+    hostname: "127.0.0.1",
+    port: redis.port,
+    tls: false,
+    password: redis.password,
+    db: 0,
+  });
+  try {
+    await redis.cli(["SET", "k", "one"]);
+    assert.equal(await client.command(["GET", "k"]), "one");
+    await redis.stop();
+    await assert.rejects(client.command(["GET", "k"]), /connection closed by Redis|cannot connect/);
+    await assert.rejects(client.command(["GET", "k"]), /cannot connect|next try in/);
+    // While backing off, a command fails at once instead of trying again.
+    const started = performance.now();
+    await assert.rejects(client.command(["GET", "k"]), /next try in \d+ ms/);
+    assert.ok(performance.now() - started < 50);
+    await redis.restart();
+    await redis.cli(["SET", "k", "two"]);
+    let reply: unknown;
+    for (let i = 0; i < 50 && reply !== "two"; i++) {
+      reply = await client.command(["GET", "k"]).catch(() => undefined);
+      if (reply !== "two") await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(reply, "two");
+  } finally {
+    client.close();
+    await redis.remove();
+  }
+});

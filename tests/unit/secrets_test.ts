@@ -1,0 +1,22 @@
+// Tokens in log lines: a short hash, never the token.
+import assert from "node:assert/strict";
+import { redactTokens, tokenHash } from "../../lib/secrets.ts";
+
+Deno.test("tokenHash: # and the first 8 hex digits of the SHA-256 of the token's UTF-8", () => {
+  // printf %s 'vm1' | sha256sum
+  assert.equal(tokenHash("vm1"), "#7b11e3d1");
+  assert.equal(tokenHash(""), "#e3b0c442");
+  assert.match(tokenHash("tök\n"), /^#[0-9a-f]{8}$/);
+  assert.notEqual(tokenHash("a"), tokenHash("b"));
+});
+
+Deno.test("redactTokens: every token= value becomes its hash (of the decoded token); the rest stays as sent", () => {
+  assert.equal(redactTokens("/websockify"), "/websockify");
+  assert.equal(redactTokens("/?token=vm1"), `/?token=${tokenHash("vm1")}`);
+  assert.equal(
+    redactTokens("/websockify?a=1&token=vm%201&b=%zz&token=x+y"),
+    `/websockify?a=1&token=${tokenHash("vm 1")}&b=%zz&token=${tokenHash("x y")}`,
+  );
+  assert.equal(redactTokens("/?tokens=keep&xtoken=keep"), "/?tokens=keep&xtoken=keep");
+  assert.equal(redactTokens("/?token="), `/?token=${tokenHash("")}`);
+});
