@@ -76,6 +76,11 @@ export class ProxyServer implements ServerContext {
     this.listenText = describeListener(settings.listen, listener);
   }
 
+  /** The address it listens on (a TCP port chosen by the system when 0 was asked for). */
+  get addr(): Deno.Addr {
+    return this.#listener.addr;
+  }
+
   /** True once shutdown has begun. */
   get stopping(): boolean {
     return this.#stopping;

@@ -27,6 +27,7 @@ const CONNECTING = {
   tcp: "connecting to:",
   unix: "connecting to unix socket:",
   command: "connecting to command:",
+  stream: "connecting to:",
   token: "connecting to:",
 } as const;
 
@@ -70,11 +71,11 @@ export async function openSession(
 
   // Returned, not awaited, so this frame is not kept for as long as the session lasts (idle sessions are
   // counted in thousands).
-  if (!settings.runOnce) return runSession(cx, verdict, rest, target);
+  if (!settings.runOnce) return runSession(cx, request, verdict, rest, target);
   // --run-once: this WebSocket session is the one; no other connection is taken meanwhile.
   cx.server.stopAccepting();
   try {
-    await runSession(cx, verdict, rest, target);
+    await runSession(cx, request, verdict, rest, target);
   } finally {
     log.info(`${client}: exiting due to --run-once`);
     cx.server.shutdown();
@@ -113,6 +114,7 @@ async function resolveTarget(
 /** 101, the target, the relay, the summary. */
 async function runSession(
   cx: Connection,
+  request: HttpRequest,
   verdict: Accepted,
   rest: Uint8Array,
   target: TargetSpec,
@@ -128,7 +130,12 @@ async function runSession(
   }
   log.request(client, `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`);
   let targetStream: ByteStream;
-  const connecting = connectTarget(target);
+  const connecting = connectTarget(target, {
+    client,
+    path: request.target,
+    headers: request.headers,
+    secure: cx.peer.secure,
+  });
   try {
     targetStream = await cx.deadline.race(connecting);
   } catch (error) {

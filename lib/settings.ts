@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { ByteStream } from "./io.ts";
+
 /** The built-in token plugins (`--token-plugin`), by Python websockify's class names. */
 export const TOKEN_PLUGINS = [
   "TokenFile",
@@ -23,6 +25,18 @@ export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 /** The built-in auth plugins (`--auth-plugin`), by Python websockify's class names. */
 export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"] as const;
 export type AuthPluginName = typeof AUTH_PLUGINS[number];
+
+/** What an in-process target learns of the session it serves. */
+export interface StreamSession {
+  /** The client's address (as log lines show it). */
+  readonly client: string;
+  /** The request target of the upgrade, e.g. `/websockify?x=1`. */
+  readonly path: string;
+  /** The upgrade's headers, names in lower case. */
+  readonly headers: ReadonlyMap<string, string>;
+  /** Whether the WebSocket came over TLS (wss://). */
+  readonly secure: boolean;
+}
 
 /** Where the proxy listens. */
 export type ListenSpec =
@@ -72,6 +86,17 @@ export type TargetSpec =
      * @default 0 (not chosen yet)
      */
     readonly port: number;
+  }
+  | {
+    /**
+     * In process (the library, mod.ts): the program serves each session itself, as a byte stream the proxy
+     * relays to and from the WebSocket.
+     */
+    readonly kind: "stream";
+    /** What log lines call it. */
+    readonly name: string;
+    /** Opens one session's stream. */
+    readonly open: (session: StreamSession) => ByteStream | Promise<ByteStream>;
   }
   | {
     /** Chosen per connection by a token plugin. */

@@ -6,6 +6,28 @@
 
 import { deadline, waitFor } from "./waits.ts";
 
+function hasRedis(): boolean {
+  try {
+    return new Deno.Command("redis-server", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success &&
+      new Deno.Command("redis-cli", { args: ["--version"], stdout: "null", stderr: "null" })
+        .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether redis-server and redis-cli are here (Debian's redis-server and redis-tools; .ci/run installs them). */
+export const REDIS_AVAILABLE = hasRedis();
+if (!REDIS_AVAILABLE) {
+  console.warn("SKIP the TokenRedis tests with a server: install redis-server (.ci/run does)");
+}
+
+/** Deno.test for a test that needs a real redis-server: skipped, with the reason printed, without one. */
+export function redisTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: !REDIS_AVAILABLE, fn });
+}
+
 /** A free loopback TCP port (bound and released; redis binds it right after). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -7,7 +7,7 @@ import {
   redisTarget,
   splitSourceFields,
 } from "../../lib/tokenredis.ts";
-import { RedisServer } from "../helpers/redis.ts";
+import { RedisServer, redisTest } from "../helpers/redis.ts";
 import { TcpTarget } from "../helpers/targets.ts";
 
 Deno.test("TokenRedis source fields split as Python's parse_source_args does (its own table)", () => {
@@ -177,51 +177,57 @@ Deno.test("RESP: a reply over the bound, or bytes that are not RESP, are errors 
   assert.throws(() => badLength.next(), /bad integer/);
 });
 
-Deno.test("RedisClient: one connection carries many concurrent commands, with AUTH, SELECT and its name", async () => {
-  const redis = await RedisServer.start();
-  const client = new RedisClient({
-    hostname: "127.0.0.1",
-    port: redis.port,
-    tls: false,
-    password: redis.password,
-    db: 3,
-  });
-  try {
-    for (let i = 0; i < 50; i++) await redis.cli(["SET", `k${i}`, `v${i}`], 3);
-    const replies = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => client.command(["GET", `k${i % 60}`])),
-    );
-    assert.deepEqual(
-      replies,
-      Array.from({ length: 200 }, (_, i) => i % 60 < 50 ? `v${i % 60}` : null),
-    );
-    assert.equal(await redis.namedClients("websockify"), 1);
-  } finally {
-    client.close();
-    await redis.remove();
-  }
-});
-
-Deno.test("RedisClient: a wrong password fails each command with Redis's reason, never the password", async () => {
-  const redis = await RedisServer.start();
-  const client = new RedisClient({
-    hostname: "127.0.0.1",
-    port: redis.port,
-    tls: false,
-    password: "not-the-password",
-    db: 0,
-  });
-  try {
-    await assert.rejects(client.command(["GET", "x"]), (error: Error) => {
-      assert.match(error.message, /refused the connection setup: WRONGPASS/);
-      assert.doesNotMatch(error.message, /not-the-password/);
-      return true;
+redisTest(
+  "RedisClient: one connection carries many concurrent commands, with AUTH, SELECT and its name",
+  async () => {
+    const redis = await RedisServer.start();
+    const client = new RedisClient({
+      hostname: "127.0.0.1",
+      port: redis.port,
+      tls: false,
+      password: redis.password,
+      db: 3,
     });
-  } finally {
-    client.close();
-    await redis.remove();
-  }
-});
+    try {
+      for (let i = 0; i < 50; i++) await redis.cli(["SET", `k${i}`, `v${i}`], 3);
+      const replies = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => client.command(["GET", `k${i % 60}`])),
+      );
+      assert.deepEqual(
+        replies,
+        Array.from({ length: 200 }, (_, i) => i % 60 < 50 ? `v${i % 60}` : null),
+      );
+      assert.equal(await redis.namedClients("websockify"), 1);
+    } finally {
+      client.close();
+      await redis.remove();
+    }
+  },
+);
+
+redisTest(
+  "RedisClient: a wrong password fails each command with Redis's reason, never the password",
+  async () => {
+    const redis = await RedisServer.start();
+    const client = new RedisClient({
+      hostname: "127.0.0.1",
+      port: redis.port,
+      tls: false,
+      password: "not-the-password",
+      db: 0,
+    });
+    try {
+      await assert.rejects(client.command(["GET", "x"]), (error: Error) => {
+        assert.match(error.message, /refused the connection setup: WRONGPASS/);
+        assert.doesNotMatch(error.message, /not-the-password/);
+        return true;
+      });
+    } finally {
+      client.close();
+      await redis.remove();
+    }
+  },
+);
 
 Deno.test("RedisClient: a server that stops answering fails the command in bounded time; the next one reconnects", async () => {
   // Answers the connection's first command (CLIENT SETNAME), then nothing.
@@ -257,35 +263,41 @@ Deno.test("RedisClient: a server that stops answering fails the command in bound
   }
 });
 
-Deno.test("RedisClient: Redis down fails fast with back-off, and commands work again once it is back", async () => {
-  const redis = await RedisServer.start();
-  const client = new RedisClient({
-    hostname: "127.0.0.1",
-    port: redis.port,
-    tls: false,
-    password: redis.password,
-    db: 0,
-  });
-  try {
-    await redis.cli(["SET", "k", "one"]);
-    assert.equal(await client.command(["GET", "k"]), "one");
-    await redis.stop();
-    await assert.rejects(client.command(["GET", "k"]), /connection closed by Redis|cannot connect/);
-    await assert.rejects(client.command(["GET", "k"]), /cannot connect|next try in/);
-    // While backing off, a command fails at once instead of trying again.
-    const started = performance.now();
-    await assert.rejects(client.command(["GET", "k"]), /next try in \d+ ms/);
-    assert.ok(performance.now() - started < 50);
-    await redis.restart();
-    await redis.cli(["SET", "k", "two"]);
-    let reply: unknown;
-    for (let i = 0; i < 50 && reply !== "two"; i++) {
-      reply = await client.command(["GET", "k"]).catch(() => undefined);
-      if (reply !== "two") await new Promise((r) => setTimeout(r, 100));
+redisTest(
+  "RedisClient: Redis down fails fast with back-off, and commands work again once it is back",
+  async () => {
+    const redis = await RedisServer.start();
+    const client = new RedisClient({
+      hostname: "127.0.0.1",
+      port: redis.port,
+      tls: false,
+      password: redis.password,
+      db: 0,
+    });
+    try {
+      await redis.cli(["SET", "k", "one"]);
+      assert.equal(await client.command(["GET", "k"]), "one");
+      await redis.stop();
+      await assert.rejects(
+        client.command(["GET", "k"]),
+        /connection closed by Redis|cannot connect/,
+      );
+      await assert.rejects(client.command(["GET", "k"]), /cannot connect|next try in/);
+      // While backing off, a command fails at once instead of trying again.
+      const started = performance.now();
+      await assert.rejects(client.command(["GET", "k"]), /next try in \d+ ms/);
+      assert.ok(performance.now() - started < 50);
+      await redis.restart();
+      await redis.cli(["SET", "k", "two"]);
+      let reply: unknown;
+      for (let i = 0; i < 50 && reply !== "two"; i++) {
+        reply = await client.command(["GET", "k"]).catch(() => undefined);
+        if (reply !== "two") await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(reply, "two");
+    } finally {
+      client.close();
+      await redis.remove();
     }
-    assert.equal(reply, "two");
-  } finally {
-    client.close();
-    await redis.remove();
-  }
-});
+  },
+);

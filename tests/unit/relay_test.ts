@@ -5,7 +5,7 @@ import { writeAll } from "../../lib/io.ts";
 import { Relay } from "../../lib/relay.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver, type ReceiverEvent } from "../../lib/websocket/receiver.ts";
-import { memoryStreamPair } from "../helpers/memory_stream.ts";
+import { memoryStreamPair } from "../../lib/memory_stream.ts";
 
 const MASK = new Uint8Array([1, 2, 3, 4]);
 const text = (s: string) => new TextEncoder().encode(s);

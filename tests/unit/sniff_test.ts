@@ -5,7 +5,7 @@ import { Deadline, DeadlineExpired } from "../../lib/deadline.ts";
 import { writeAll } from "../../lib/io.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "../../lib/sniff.ts";
 import { readToEnd } from "../helpers/bytes.ts";
-import { memoryStreamPair } from "../helpers/memory_stream.ts";
+import { memoryStreamPair } from "../../lib/memory_stream.ts";
 import { TLS_START } from "../helpers/raw_client.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);

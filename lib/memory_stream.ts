@@ -1,11 +1,12 @@
 /**
- * Two ByteStreams joined in memory, for testing the relay without sockets. Like a socket pair: bounded buffering
+ * Two ByteStreams joined in memory: the in-process targets of the library (mod.ts: a program serves sessions
+ * itself), and the relay's tests without sockets. Like a socket pair: bounded buffering
  * (a write waits while the peer has `capacity` bytes unread), `closeWrite` is a FIN (the peer reads EOF after
  * what was sent), `close` ends both directions (the peer reads EOF, its writes fail; this end's pending waits
  * fail as a closed socket's do). Written bytes are copied, so the writer may reuse its buffer at once.
  */
 
-import type { ByteStream } from "../../lib/io.ts";
+import type { ByteStream } from "./io.ts";
 
 class Direction {
   readonly chunks: Uint8Array[] = [];
