@@ -23,6 +23,14 @@ export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 export const AUTH_PLUGINS = ["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"] as const;
 export type AuthPluginName = typeof AUTH_PLUGINS[number];
 
+/** A plugin loaded from a module instead of a built-in one (`--token-plugin ./my_plugin.ts`, lib/plugin_api.ts). */
+export interface PluginModule {
+  /** As given on the command line (messages name it). */
+  readonly given: string;
+  /** What is imported: a path as a file: URL (resolved against the start directory), else the specifier as given. */
+  readonly specifier: string;
+}
+
 /** Where the proxy listens. */
 export type ListenSpec =
   | {
@@ -75,9 +83,12 @@ export type TargetSpec =
   | {
     /** Chosen per connection by a token plugin. */
     readonly kind: "token";
-    readonly plugin: TokenPluginName;
-    /** What the plugin reads (every built-in plugin reads a path: absolute). */
-    readonly source: string;
+    readonly plugin: TokenPluginName | PluginModule;
+    /**
+     * What the plugin reads (every built-in plugin reads a path, absolute, or a URL); a module gets it verbatim,
+     * undefined when not given.
+     */
+    readonly source: string | undefined;
     /**
      * The token is the Host header (without its port), not `?token=`.
      * @default false
@@ -158,7 +169,7 @@ export interface WebSettings {
 
 /** `--auth-plugin` and its source. */
 export interface AuthSettings {
-  readonly plugin: AuthPluginName;
+  readonly plugin: AuthPluginName | PluginModule;
   /** What the plugin checks against (`user:password`, origins, CNs); the plugin says when it is missing. */
   readonly source: string | undefined;
 }
