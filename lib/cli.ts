@@ -13,10 +13,12 @@
 import { resolve } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import { type OptionSpec, parseArgs, type ParsedArgs, UsageError } from "./optparse.ts";
+import { parsePluginModule } from "./plugin_modules.ts";
 import {
   AUTH_PLUGINS,
   type AuthSettings,
   type ListenSpec,
+  type PluginModule,
   type ServerTls,
   type Settings,
   type TargetSpec,
@@ -221,7 +223,9 @@ export const OPTIONS: OptionDef[] = [
     long: "token-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help: `choose the target per connection from a token: ${TOKEN_PLUGINS.join(", ")}`,
+    help: `choose the target per connection from a token: ${
+      TOKEN_PLUGINS.join(", ")
+    }, or a module (./my_plugin.ts, file:, npm:)`,
   },
   {
     long: "token-source",
@@ -238,7 +242,9 @@ export const OPTIONS: OptionDef[] = [
     long: "auth-plugin",
     takesValue: true,
     metavar: "CLASS",
-    help: `authenticate connections: ${AUTH_PLUGINS.join(", ")}`,
+    help: `authenticate connections: ${
+      AUTH_PLUGINS.join(", ")
+    }, or a module (./my_auth.ts, file:, npm:)`,
   },
   {
     long: "auth-source",
@@ -509,7 +515,8 @@ function unknownPlugin(
   return new UsageError(
     `--${kind}-plugin ${name}: not available (built in: ${
       builtIn.join(", ")
-    }, also as websockify.${kind}_plugins.<name>; other Python class paths cannot be loaded)`,
+    }, also as websockify.${kind}_plugins.<name>; or a module: ./my_plugin.ts, file:, npm:; ` +
+      `Python class paths cannot be loaded)`,
   );
 }
 
@@ -522,13 +529,28 @@ function pluginName(kind: "token" | "auth", name: string | undefined): string | 
   return name?.startsWith(prefix) ? name.slice(prefix.length) : name;
 }
 
+/** A plugin module (`./x.ts`, `file:`, `npm:`, ...) named where a plugin name may go; undefined for a name. */
+function pluginModule(
+  given: GivenOptions,
+  option: string,
+  value: string,
+): PluginModule | undefined {
+  try {
+    return parsePluginModule(value, given.cwd);
+  } catch (error) {
+    throw new UsageError(`${option} ${value}: ${(error as Error).message}`);
+  }
+}
+
 /** `--token-plugin` (or `--target-config`, which means TokenFile); the token options need it. */
-function parseTokenPlugin(given: GivenOptions): TokenPluginName | undefined {
+function parseTokenPlugin(given: GivenOptions): TokenPluginName | PluginModule | undefined {
   const plugin = given.value("target-config") !== undefined
     ? "TokenFile"
     : pluginName("token", given.value("token-plugin"));
   if (plugin !== undefined && !isOneOf(TOKEN_PLUGINS, plugin)) {
-    throw unknownPlugin("token", plugin, TOKEN_PLUGINS);
+    const module = pluginModule(given, "--token-plugin", plugin);
+    if (!module) throw unknownPlugin("token", plugin, TOKEN_PLUGINS);
+    return module;
   }
   if (
     plugin === undefined && (given.value("token-source") !== undefined || given.flag("host-token"))
@@ -540,9 +562,11 @@ function parseTokenPlugin(given: GivenOptions): TokenPluginName | undefined {
 
 /** `--auth-plugin`, `--auth-source`, and `--web-auth` (which needs both a plugin and `--web`). */
 function parseAuth(given: GivenOptions, web: WebSettings | undefined): AuthSettings | undefined {
-  const plugin = pluginName("auth", given.value("auth-plugin"));
-  if (plugin !== undefined && !isOneOf(AUTH_PLUGINS, plugin)) {
-    throw unknownPlugin("auth", plugin, AUTH_PLUGINS);
+  const name = pluginName("auth", given.value("auth-plugin"));
+  let plugin: AuthSettings["plugin"] | undefined;
+  if (name !== undefined) {
+    plugin = isOneOf(AUTH_PLUGINS, name) ? name : pluginModule(given, "--auth-plugin", name);
+    if (!plugin) throw unknownPlugin("auth", name, AUTH_PLUGINS);
   }
   if (plugin === undefined && given.value("auth-source") !== undefined) {
     throw new UsageError("--auth-source requires --auth-plugin");
@@ -557,7 +581,7 @@ function parseAuth(given: GivenOptions, web: WebSettings | undefined): AuthSetti
 function parseTargetArguments(
   given: GivenOptions,
   listen: ListenSpec,
-  tokenPlugin: TokenPluginName | undefined,
+  tokenPlugin: TokenPluginName | PluginModule | undefined,
 ): TargetSpec {
   if (tokenPlugin !== undefined) return tokenTarget(given, tokenPlugin);
   if (given.afterTerminator !== undefined) return wrapTarget(given, listen, given.afterTerminator);
@@ -568,9 +592,13 @@ function parseTargetArguments(
   return parseTarget(spec);
 }
 
-function tokenTarget(given: GivenOptions, plugin: TokenPluginName): TargetSpec {
+function tokenTarget(given: GivenOptions, plugin: TokenPluginName | PluginModule): TargetSpec {
   const targetConfig = given.value("target-config");
   const source = targetConfig ?? given.value("token-source");
+  if (typeof plugin !== "string") {
+    // A module's source is its own business: handed over verbatim, and optional.
+    return { kind: "token", plugin, source, hostToken: given.flag("host-token") };
+  }
   if (source === undefined) throw new UsageError(`--token-plugin ${plugin} needs --token-source`);
   return {
     kind: "token",

@@ -25,7 +25,7 @@ import {
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import type { ClientConn } from "./listen.ts";
 import { describeAddress, type Logger } from "./log.ts";
-import { sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
+import { type AuthRefusal, type Caller, sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import type { Relay } from "./relay.ts";
 import { redactTokens } from "./secrets.ts";
 import { openSession } from "./session.ts";
@@ -54,6 +54,8 @@ export interface ServerTimeouts {
    * in large steps, seconds apart for a slow reader). A target that took nothing for this long is stuck.
    */
   stuckTarget: number;
+  /** A token lookup or an auth check (built-in or module) not answered within this time refuses the session. */
+  plugin: number;
 }
 
 /** What a connection needs from the server that accepted it. */
@@ -290,11 +292,23 @@ export class Connection {
   async authorize(request: HttpRequest, target: TargetSpec): Promise<boolean> {
     const auth = this.server.plugins.auth;
     if (!auth) return true;
-    const refusal = auth.authenticate({
-      request: sanitizeHeaders(request, this.peer.certCN),
-      target,
-      clientCertCN: this.peer.certCN,
-    });
+    let refusal: AuthRefusal | undefined;
+    try {
+      // Bounded: a module may never answer (the connection is then closed without one).
+      refusal = await this.deadline.race(
+        Promise.resolve(auth.authenticate({ ...this.caller(request), target })),
+        this.server.timeouts.plugin,
+      );
+    } catch (error) {
+      if (error instanceof DeadlineExpired && error.why === "timeout") {
+        this.log.error(
+          `${this.client}: auth plugin ${auth.name}: no answer within ${
+            this.server.timeouts.plugin / 1000
+          } s`,
+        );
+      }
+      throw error;
+    }
     if (!refusal) return true;
     this.log.request(
       this.client,
@@ -308,6 +322,18 @@ export class Connection {
       ]),
     );
     return false;
+  }
+
+  /** What a plugin may know of the client and its request (headers as sanitizeHeaders gives them). */
+  caller(request: HttpRequest): Caller {
+    const address = this.conn.remoteAddr;
+    return {
+      request: sanitizeHeaders(request, this.peer.certCN),
+      client: address.transport === "tcp"
+        ? { address: this.client, port: address.port }
+        : { address: this.client },
+      clientCertCN: this.peer.certCN,
+    };
   }
 
   /** Writes a last answer (bounded by the close timeout), then finishes. A client gone first is no error. */

@@ -1,7 +1,8 @@
 /**
  * Per-connection target selection (token plugins) and authentication (auth plugins), by Python websockify's
- * names and semantics (reference §5, §6). Python class paths cannot be loaded here; the built-in plugins (their
- * names are typed lists in settings.ts, and the command line refuses any other) are:
+ * names and semantics (reference §5, §6). Python class paths cannot be loaded here; modules written for this
+ * proxy can (plugin_modules.ts, their interface in plugin_api.ts). The built-in plugins (their names are typed
+ * lists in settings.ts, and the command line refuses any other name) are:
  *
  * - token: `TokenFile` (file or directory, re-read on every lookup), `ReadOnlyTokenFile` (read once),
  *   `TokenFileName` (the token names a file holding `host:port`), `UnixDomainSocketDirectory` (the token names a
@@ -19,15 +20,26 @@ import { createHash, createPublicKey } from "node:crypto";
 import { basename } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
+import type { ClientInfo } from "./plugin_api.ts";
+import { loadAuthModule, loadTokenModule } from "./plugin_modules.ts";
 import type { AuthPluginName, Settings, TargetSpec, TokenPluginName } from "./settings.ts";
 import { parseRedisSource, redisTokens } from "./tokenredis.ts";
 
 /** Finds a session's target from its token; undefined when the token is unknown. */
 export interface TokenPlugin {
   readonly name: string;
-  lookup(token: string): Promise<TargetSpec | undefined>;
+  lookup(token: string, caller: Caller): Promise<TargetSpec | undefined>;
   /** Lets go of what the plugin holds open (TokenRedis: its connection). */
   close?(): void;
+}
+
+/** Who asks, for plugins that look beyond the token (modules, plugin_modules.ts). */
+export interface Caller {
+  /** The request, its headers as sanitizeHeaders gives them. */
+  request: HttpRequest;
+  client: ClientInfo;
+  /** The TLS client certificate's subject CN, when one was verified. */
+  clientCertCN: string | undefined;
 }
 
 /** The outcome of a token file parse: targets by token, and the lines that were not `token: host:port`. */
@@ -387,11 +399,17 @@ export interface AuthContext {
   target: TargetSpec;
   /** The TLS client certificate's subject CN, when one was verified. */
   clientCertCN: string | undefined;
+  client?: ClientInfo;
 }
 
 export interface AuthPlugin {
   readonly name: string;
-  /** undefined: allowed. */
+  /** undefined: allowed. A module's answer may come later. */
+  authenticate(context: AuthContext): AuthRefusal | undefined | Promise<AuthRefusal | undefined>;
+}
+
+/** A built-in auth plugin: it answers at once. */
+export interface BuiltInAuthPlugin extends AuthPlugin {
   authenticate(context: AuthContext): AuthRefusal | undefined;
 }
 
@@ -399,7 +417,10 @@ export interface AuthPlugin {
  * Builds an auth plugin. Throws with a clear message when the source is missing or unusable (the command line
  * has checked the name).
  */
-export function createAuthPlugin(name: AuthPluginName, source: string | undefined): AuthPlugin {
+export function createAuthPlugin(
+  name: AuthPluginName,
+  source: string | undefined,
+): BuiltInAuthPlugin {
   if (!source) throw new Error(`--auth-plugin ${name} needs --auth-source`);
   switch (name) {
     case "BasicHTTPAuth": {
@@ -515,10 +536,17 @@ export async function loadPlugins(
   warn: (message: string) => void,
 ): Promise<ServerPlugins> {
   const { target, auth } = settings;
+  // A module plugin (plugin_modules.ts) is an object; a built-in one a name (the command line required its source).
   return {
-    token: target.kind === "token"
-      ? await createTokenPlugin(target.plugin, target.source, warn)
-      : undefined,
-    auth: auth ? createAuthPlugin(auth.plugin, auth.source) : undefined,
+    token: target.kind !== "token"
+      ? undefined
+      : typeof target.plugin === "string"
+      ? await createTokenPlugin(target.plugin, target.source ?? "", warn)
+      : await loadTokenModule(target.plugin, target.source),
+    auth: !auth
+      ? undefined
+      : typeof auth.plugin === "string"
+      ? createAuthPlugin(auth.plugin, auth.source)
+      : await loadAuthModule(auth.plugin, auth.source),
   };
 }

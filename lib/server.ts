@@ -32,6 +32,7 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = {
   keepAlive: 15000,
   webWrite: WEB_WRITE_TIMEOUT,
   stuckTarget: 30_000,
+  plugin: 10_000,
 };
 
 function isOutOfDescriptors(error: unknown): boolean {

@@ -87,7 +87,7 @@ async function resolveTarget(
   cx: Connection,
   request: HttpRequest,
 ): Promise<TargetSpec | undefined> {
-  const { settings, plugins, log } = cx.server;
+  const { settings, plugins, log, timeouts } = cx.server;
   const target = settings.target;
   if (target.kind !== "token") return target;
   const token = requestToken(request, target.hostToken);
@@ -96,10 +96,19 @@ async function resolveTarget(
     return undefined;
   }
   let found: TargetSpec | undefined;
+  const plugin = plugins.token!;
   try {
-    found = await cx.deadline.race(plugins.token!.lookup(token));
+    // Bounded: a lookup that never answers refuses the session (the connection is closed without an answer).
+    found = await cx.deadline.race(plugin.lookup(token, cx.caller(request)), timeouts.plugin);
   } catch (error) {
-    if (error instanceof DeadlineExpired) throw error;
+    if (error instanceof DeadlineExpired) {
+      if (error.why === "timeout") {
+        log.error(
+          `${cx.client}: token lookup failed: no answer within ${timeouts.plugin / 1000} s`,
+        );
+      }
+      throw error;
+    }
     if (error instanceof TokenRefused) {
       log.info(`${cx.client}: Token refused: ${error.message}`);
     } else {

@@ -38,6 +38,14 @@ export interface StreamSession {
   readonly secure: boolean;
 }
 
+/** A plugin loaded from a module instead of a built-in one (`--token-plugin ./my_plugin.ts`, lib/plugin_api.ts). */
+export interface PluginModule {
+  /** As given on the command line (messages name it). */
+  readonly given: string;
+  /** What is imported: a path as a file: URL (resolved against the start directory), else the specifier as given. */
+  readonly specifier: string;
+}
+
 /** Where the proxy listens. */
 export type ListenSpec =
   | {
@@ -101,12 +109,12 @@ export type TargetSpec =
   | {
     /** Chosen per connection by a token plugin. */
     readonly kind: "token";
-    readonly plugin: TokenPluginName;
+    readonly plugin: TokenPluginName | PluginModule;
     /**
-     * What the plugin reads: an absolute path, a URL (BaseTokenAPI, JSONTokenApi), or a Redis address
-     * (TokenRedis, with an `@FILE` password made absolute).
+     * What the plugin reads (a built-in plugin: an absolute path, a URL for BaseTokenAPI and JSONTokenApi, a Redis address with an `@FILE` password made absolute for TokenRedis); a module gets it verbatim,
+     * undefined when not given.
      */
-    readonly source: string;
+    readonly source: string | undefined;
     /**
      * The token is the Host header (without its port), not `?token=`.
      * @default false
@@ -187,7 +195,7 @@ export interface WebSettings {
 
 /** `--auth-plugin` and its source. */
 export interface AuthSettings {
-  readonly plugin: AuthPluginName;
+  readonly plugin: AuthPluginName | PluginModule;
   /** What the plugin checks against (`user:password`, origins, CNs); the plugin says when it is missing. */
   readonly source: string | undefined;
 }

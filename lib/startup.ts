@@ -156,9 +156,10 @@ async function checkRecord(base: string | undefined): Promise<string | undefined
  * are not judged here: TokenFile re-reads its file per connection, and the plugins report bad lines themselves.
  */
 async function checkTokenSource(target: Settings["target"]): Promise<string | undefined> {
-  if (target.kind !== "token") return undefined;
+  // A module's source is the module's business (its init says what is wrong with it).
+  if (target.kind !== "token" || typeof target.plugin !== "string") return undefined;
   const option = target.sourceOption ?? "--token-source";
-  const source = target.source;
+  const source = target.source ?? ""; // (the command line requires one for a built-in plugin)
   if (target.plugin === "BaseTokenAPI" || target.plugin === "JSONTokenApi") {
     return checkTokenServiceUrl(option, source);
   }
