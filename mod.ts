@@ -40,6 +40,7 @@ import type { StreamSession } from "./lib/settings.ts";
 import { describeError } from "./lib/targets.ts";
 
 export type { ByteStream, Level as LogLevel, StreamSession };
+export type * from "./lib/plugin_api.ts";
 export { writeAll } from "./lib/io.ts";
 export { memoryStreamPair } from "./lib/memory_stream.ts";
 export { StartFailure } from "./lib/app.ts";
@@ -157,13 +158,20 @@ export interface WebsockifyOptions {
   webAuth?: boolean;
   /** No directory listings for `web` (404 instead). @default false */
   fileOnly?: boolean;
-  /** Choose each session's target from its token (TokenFile, TokenRedis, JWTTokenApi, ...). @default undefined */
+  /**
+   * Choose each session's target from its token: a built-in plugin (TokenFile, TokenRedis, JWTTokenApi, ...)
+   * or a module (`./my_plugin.ts`, a `file:` URL, an `npm:` specifier; see lib/plugin_api.ts).
+   * @default undefined
+   */
   tokenPlugin?: string;
   /** The token plugin's source. @default undefined */
   tokenSource?: string;
   /** The token is the Host header instead of `?token=`. @default false */
   hostToken?: boolean;
-  /** Authenticate connections (BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth). @default undefined */
+  /**
+   * Authenticate connections: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth, or a module.
+   * @default undefined
+   */
   authPlugin?: string;
   /** The auth plugin's source. @default undefined */
   authSource?: string;
