@@ -197,6 +197,11 @@ export const OPTIONS: OptionDef[] = [
     help: "apply the auth plugin to web requests too",
   },
   {
+    long: "no-builtin-pages",
+    takesValue: false,
+    help: "do not serve the built-in pages under /websockify/ (Websock, wstelnet, wsecho)",
+  },
+  {
     long: "wrap-mode",
     takesValue: true,
     metavar: "MODE",
@@ -339,6 +344,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       web,
       auth,
       webAuth: given.flag("web-auth"),
+      builtinPages: !given.flag("no-builtin-pages"),
       notes,
       record: given.path("record"),
       traffic: given.flag("traffic"),

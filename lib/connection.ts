@@ -4,7 +4,8 @@
  *   first bytes (3 s) -> TLS on the same connection | Flash policy answer | plain (refused with --ssl-only)
  *     -> request head (one deadline from accept covers all of the above: 10 s)
  *        -> upgrade: session.ts (token -> auth -> 101 -> target -> relay -> summary)
- *        -> GET/HEAD with --web: a static file; keep-alive: the next request (15 s each)
+ *        -> GET/HEAD under /websockify/ (built-in pages) or with --web: a file; keep-alive: the next request
+ *           (15 s each)
  *        -> anything else: an HTTP error answer
  *
  * Every wait before the relay goes through the connection's Deadline, so it ends on time whatever the peer
@@ -13,6 +14,7 @@
  * @module
  */
 
+import { builtinName, serveBuiltin } from "./builtin.ts";
 import { Deadline, DeadlineExpired } from "./deadline.ts";
 import {
   errorResponse,
@@ -33,7 +35,7 @@ import type { Settings, TargetSpec } from "./settings.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
 import { describeError } from "./targets.ts";
 import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
-import { serveStatic } from "./web.ts";
+import { serveStatic, type WebOutcome } from "./web.ts";
 import { isUpgradeRequest } from "./websocket/handshake.ts";
 
 /** Time limits, in milliseconds. The defaults are websockify's where it has one. */
@@ -221,14 +223,25 @@ export class Connection {
       // memory) for as long as the session lasts.
       if (isUpgradeRequest(request)) return openSession(this, request, rest);
       const web = settings.web;
-      if (!web || (request.method !== "GET" && request.method !== "HEAD")) {
+      // The built-in pages' prefix is theirs, --web or not.
+      const builtin = settings.builtinPages ? builtinName(request.target) : undefined;
+      if (
+        (!web && builtin === undefined) || (request.method !== "GET" && request.method !== "HEAD")
+      ) {
         await this.#answerPlainHttp(request);
         return;
       }
       if (settings.webAuth && !(await this.authorize(request, settings.target))) return;
-      const outcome = await this.deadline.race(
-        serveStatic(this.stream, request, web, timeouts.webWrite),
+      const outcome: WebOutcome & { error?: unknown } = await this.deadline.race(
+        builtin !== undefined
+          ? serveBuiltin(this.stream, request, builtin, timeouts.webWrite)
+          : serveStatic(this.stream, request, web!, timeouts.webWrite),
       );
+      if (outcome.error !== undefined) {
+        this.log.error(
+          `${request.target}: built-in file not available: ${describeError(outcome.error)}`,
+        );
+      }
       this.log.request(
         this.client,
         `"${request.method} ${

@@ -220,6 +220,12 @@ export interface Settings {
    * @default false
    */
   readonly webAuth: boolean;
+  /**
+   * Serve the built-in pages and browser modules (Websock, wstelnet, wsecho) under `/websockify/`; they win
+   * over `--web` files there. Off with `--no-builtin-pages`.
+   * @default true
+   */
+  readonly builtinPages: boolean;
   /** Startup notes about values the TLS stack honours only in part (logged as warnings). */
   readonly notes: readonly string[];
   /**

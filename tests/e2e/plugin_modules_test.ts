@@ -13,9 +13,18 @@ import { deadline, waitFor } from "../helpers/waits.ts";
 const EXAMPLES = `${ROOT}examples/plugins/`;
 const FIXTURES = `${ROOT}tests/plugins/`;
 
+/**
+ * Deno's WebSocket with request headers (a Deno extension). Typed by hand: the type check of tests/ also sees
+ * web/websock.ts, whose DOM types declare a WebSocket without this constructor form.
+ */
+const DenoWebSocket = WebSocket as unknown as new (
+  url: string,
+  options: { headers: Record<string, string> },
+) => WebSocket;
+
 /** A session through a Deno WebSocket: sends `text`, returns what comes back. */
 async function echoThrough(url: string, text: string, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(url, { headers });
+  const ws = new DenoWebSocket(url, { headers });
   ws.binaryType = "arraybuffer"; // the proxy sends the target's bytes as binary messages
   try {
     const reply = new Promise<string>((resolve, reject) => {
@@ -33,7 +42,7 @@ async function echoThrough(url: string, text: string, headers: Record<string, st
 
 /** A Deno WebSocket the proxy refuses: it never opens; resolves when it has closed. */
 async function refused(url: string, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(url, { headers });
+  const ws = new DenoWebSocket(url, { headers });
   let opened = false;
   ws.onopen = () => opened = true;
   ws.onerror = () => {};

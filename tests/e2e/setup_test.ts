@@ -265,7 +265,15 @@ Deno.test("a fresh machine: deno task start downloads only what the proxy needs 
     assert.match(test.stdout, /ok \| 0 passed \| 0 failed/);
     const testPackages = (await entries(`${project}/tests/node_modules`))
       .filter((n) => !n.startsWith("."));
-    assert.deepEqual(testPackages, ["@peculiar", "jose", "mime", "playwright-core", "ws"]);
+    assert.deepEqual(testPackages, [
+      "@peculiar",
+      "@xterm",
+      "jose",
+      "mime",
+      "playwright-core",
+      "typescript",
+      "ws",
+    ]);
     assert.deepEqual(
       [
         await Deno.readTextFile(`${project}/deno.lock`),

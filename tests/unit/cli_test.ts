@@ -213,3 +213,14 @@ Deno.test("plugin names as Python launch scripts spell them name the built-in on
     /not available \(built in: .*also as websockify\.token_plugins\.<name>/,
   );
 });
+
+Deno.test("built-in pages: on by default, off with --no-builtin-pages (also abbreviated); --help says so", () => {
+  assert.equal(settings(["6080", "h:1"]).builtinPages, true);
+  assert.equal(settings(["6080", "h:1", "--no-builtin-pages"]).builtinPages, false);
+  assert.equal(settings(["6080", "h:1", "--no"]).builtinPages, false);
+  usageError(["6080", "h:1", "--no-builtin-pages=yes"], /does not take a value/);
+  assert.match(
+    helpText(),
+    /--no-builtin-pages +do not serve the built-in pages under \/websockify\//,
+  );
+});
