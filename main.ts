@@ -101,14 +101,23 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
     proxy.startError ? `error: ${proxy.startError}` : `ok ${Deno.pid} ${proxy.server.listenText}`,
   );
 
+  let signals = 0;
   const stop = (signal: string) => {
-    log.info(`${signal} received, shutting down`);
-    proxy.stop();
+    // SIGTERM with --drain-timeout drains first; a second signal (or SIGINT) stops at once.
+    const drain = signal === "SIGTERM" && signals === 0 ? settings.drainTimeout : 0;
+    signals++;
+    if (drain > 0) {
+      log.info(`${signal} received, draining for up to ${drain} s`);
+      proxy.drain(drain);
+    } else {
+      log.info(`${signal} received, shutting down`);
+      proxy.stop();
+    }
     // The shutdown is bounded connection by connection; this bounds the whole, whatever a peer does.
     Deno.unrefTimer(setTimeout(() => {
       log.error("connections still open after the shutdown limit; exiting anyway");
       Deno.exit(proxy.exitCode);
-    }, HARD_STOP_MS));
+    }, drain * 1000 + HARD_STOP_MS));
   };
   const onInt = () => stop("SIGINT");
   const onTerm = () => stop("SIGTERM");

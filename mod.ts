@@ -74,7 +74,7 @@ export {
   MAX_RECORD_DIGITS,
   RecordChecker,
   type RecordCounts,
-} from "./lib/wstest_records.ts";
+} from "./web/wstest_records.ts";
 
 /**
  * Serves one session in process: `stream` carries the bytes of the client's messages (read) and what the client
@@ -158,6 +158,8 @@ export interface WebsockifyOptions {
   webAuth?: boolean;
   /** No directory listings for `web` (404 instead). @default false */
   fileOnly?: boolean;
+  /** Do not serve the built-in pages and modules under `/websockify/`. @default false */
+  noBuiltinPages?: boolean;
   /**
    * Choose each session's target from its token: a built-in plugin (TokenFile, TokenRedis, JWTTokenApi, ...)
    * or a module (`./my_plugin.ts`, a `file:` URL, an `npm:` specifier; see lib/plugin_api.ts).
@@ -183,6 +185,16 @@ export interface WebsockifyOptions {
   syslog?: string;
   /** The old BSD syslog header. @default false */
   legacySyslog?: boolean;
+  /** Refuse new sessions with 503 while this many are open; 0: no limit. @default 0 */
+  maxSessions?: number;
+  /** Refuse new sessions from an address with 503 while it has this many open; 0: no limit. @default 0 */
+  maxSessionsPerIp?: number;
+  /** Close new connections of an address that has this many not yet in a session; 0: no limit. @default 256 */
+  maxHandshakesPerIp?: number;
+  /** Serve /metrics, /healthz and /readyz on this separate `host:port`. @default undefined */
+  metricsListen?: string;
+  /** What `drain()` without an argument waits, in seconds (SIGTERM's, on the command line). @default 0 */
+  drainTimeout?: number;
 }
 
 /**
@@ -221,6 +233,7 @@ export const OPTION_FLAGS: {
   web: "web",
   webAuth: "web-auth",
   fileOnly: "file-only",
+  noBuiltinPages: "no-builtin-pages",
   tokenPlugin: "token-plugin",
   tokenSource: "token-source",
   hostToken: "host-token",
@@ -230,6 +243,11 @@ export const OPTION_FLAGS: {
   logFile: "log-file",
   syslog: "syslog",
   legacySyslog: "legacy-syslog",
+  maxSessions: "max-sessions",
+  maxSessionsPerIp: "max-sessions-per-ip",
+  maxHandshakesPerIp: "max-handshakes-per-ip",
+  metricsListen: "metrics-listen",
+  drainTimeout: "drain-timeout",
 };
 
 /** A running proxy. */
@@ -242,8 +260,15 @@ export interface Websockify {
   readonly url: string;
   /** Resolves once it has stopped, with the exit code the command line would give. */
   readonly finished: Promise<number>;
+  /** `http://host:port/` of the metrics listener (`metricsListen`), else undefined. */
+  readonly metricsUrl: string | undefined;
   /** Stops accepting, closes sessions with 1001, and resolves once everything is released. */
   shutdown(): Promise<number>;
+  /**
+   * Stops accepting (/readyz 503), lets open sessions go on for up to `seconds` (default: `drainTimeout`), then
+   * as `shutdown`.
+   */
+  drain(seconds?: number): Promise<number>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -290,8 +315,19 @@ export async function websockify(options: WebsockifyOptions): Promise<Websockify
     port,
     url: `ws://${host.includes(":") ? `[${host}]` : host}:${port}/`,
     finished,
+    metricsUrl: proxy.metricsAddr
+      ? `http://${
+        proxy.metricsAddr.hostname.includes(":")
+          ? `[${proxy.metricsAddr.hostname}]`
+          : proxy.metricsAddr.hostname
+      }:${proxy.metricsAddr.port}/`
+      : undefined,
     shutdown() {
       proxy.stop();
+      return finished;
+    },
+    drain(seconds = settings.drainTimeout) {
+      proxy.drain(seconds);
       return finished;
     },
     async [Symbol.asyncDispose]() {

@@ -12,6 +12,7 @@ import { formatHostPort } from "./hostport.ts";
 import { type Acceptor, openListener } from "./listen.ts";
 import type { Logger } from "./log.ts";
 import { FACILITY, FileSink, SyslogSink } from "./logsinks.ts";
+import { type MetricsListener, serveMetrics } from "./metrics_server.ts";
 import { loadPlugins, type ServerPlugins } from "./plugins.ts";
 import { DEFAULT_TIMEOUTS, ProxyServer } from "./server.ts";
 import type { Settings } from "./settings.ts";
@@ -107,8 +108,15 @@ export interface StartedProxy {
   readonly exitCode: number;
   /** Set when the wrapped program could not be started (the proxy is then already stopping). */
   readonly startError: string | undefined;
+  /** Where --metrics-listen listens (its port, when 0 was asked for). */
+  readonly metricsAddr: Deno.NetAddr | undefined;
   /** Stops accepting, ends the sessions (close 1001) and the wrapped program; see `finished`. */
   stop(): void;
+  /**
+   * Graceful stop: stops accepting (/readyz 503), lets sessions go on for up to `seconds`, then as `stop`. A
+   * `stop` meanwhile cuts the wait short.
+   */
+  drain(seconds: number): void;
 }
 
 /**
@@ -176,7 +184,33 @@ export async function startProxy(
 
   let stopRequested = false;
   const server = new ProxyServer(running, listener, log, DEFAULT_TIMEOUTS, plugins);
+  let metricsListener: MetricsListener | undefined;
+  if (settings.metricsListen) {
+    try {
+      metricsListener = serveMetrics(settings.metricsListen, {
+        snapshot: () => server.metrics.snapshot(),
+        notReady: () => server.notReady(),
+      });
+    } catch (error) {
+      listener.close();
+      await library?.dispose();
+      removePidFile();
+      const { hostname, port } = settings.metricsListen;
+      throw new StartFailure(
+        `--metrics-listen: cannot listen on ${formatHostPort(hostname, port)}: ${
+          describeError(error)
+        }`,
+        1,
+      );
+    }
+  }
   server.logBanner();
+  if (metricsListener) {
+    const { hostname, port } = metricsListener.addr;
+    log.info(
+      `  - Metrics on http://${formatHostPort(hostname, port)}/metrics (also /healthz, /readyz)`,
+    );
+  }
   let exitCode = 0;
   let startError: string | undefined;
   if (wrapped) {
@@ -200,6 +234,7 @@ export async function startProxy(
   }
   const finished = (async () => {
     await server.serve();
+    await metricsListener?.close();
     await wrapped?.stop();
     await library?.dispose();
     removePidFile();
@@ -212,9 +247,15 @@ export async function startProxy(
     get exitCode() {
       return exitCode;
     },
+    metricsAddr: metricsListener?.addr,
     stop() {
       stopRequested = true;
       server.shutdown();
+    },
+    drain(seconds) {
+      stopRequested = true;
+      if (seconds > 0) server.drain(seconds * 1000);
+      else server.shutdown();
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The proxy's own pages and browser modules, served under the reserved prefix `/websockify/` without `--web`:
  * the `Websock` module (`websock.js` and its types), the telnet client (`wstelnet.html`, `telnet.js`, and
- * xterm.js from npm `@xterm/xterm` and `@xterm/addon-fit`), the echo page (`wsecho.html`) and an index.
+ * xterm.js from npm `@xterm/xterm` and `@xterm/addon-fit`), the echo page (`wsecho.html`), the integrity test
+ * page (`wstest.html` with `wstest_records.js`) and an index.
  *
  * Every file is a text import with a literal specifier, so it is part of the module graph: `deno run` fetches
  * the npm files like any dependency (only when first asked for), and `deno compile` embeds them in the single
@@ -48,6 +49,18 @@ export const BUILTIN_FILES: ReadonlyMap<string, { type: string; load: Load }> = 
   ["wsecho.html", {
     type: HTML,
     load: () => import("../web/wsecho.html", { with: { type: "text" } }),
+  }],
+  ["wstest.html", {
+    type: HTML,
+    load: () => import("../web/wstest.html", { with: { type: "text" } }),
+  }],
+  ["wstest_records.js", {
+    type: JS,
+    load: () => import("../web/wstest_records.js", { with: { type: "text" } }),
+  }],
+  ["wstest_records.d.ts", {
+    type: TS,
+    load: () => import("../web/wstest_records.d.ts", { with: { type: "text" } }),
   }],
   ["websock.js", {
     type: JS,

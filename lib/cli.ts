@@ -46,6 +46,10 @@ const DEFAULTS = {
   "unix-listen-mode": "0600",
   "wrap-mode": "exit",
   heartbeat: "0",
+  "max-sessions": "0",
+  "max-sessions-per-ip": "0",
+  "max-handshakes-per-ip": "256",
+  "drain-timeout": "0",
 } as const;
 type WithDefault = keyof typeof DEFAULTS;
 const DEFAULT_TEXT = new Map<string, string>(Object.entries(DEFAULTS));
@@ -264,6 +268,38 @@ export const OPTIONS: OptionDef[] = [
     help: "ping the client every SECONDS; close it after 2 unanswered (0: never)",
   },
   {
+    long: "max-sessions",
+    takesValue: true,
+    metavar: "N",
+    help: "refuse new WebSocket sessions with 503 while N are open (0: no limit)",
+  },
+  {
+    long: "max-sessions-per-ip",
+    takesValue: true,
+    metavar: "N",
+    help: "refuse new sessions with 503 while one client address has N open (0: no limit)",
+  },
+  {
+    long: "max-handshakes-per-ip",
+    takesValue: true,
+    metavar: "N",
+    help:
+      "close new connections at once while one client address has N not yet in a session (0: no limit)",
+  },
+  {
+    long: "metrics-listen",
+    takesValue: true,
+    metavar: "HOST:PORT",
+    help: "serve /metrics (Prometheus), /healthz and /readyz on this separate address",
+  },
+  {
+    long: "drain-timeout",
+    takesValue: true,
+    metavar: "SECONDS",
+    help:
+      "on SIGTERM stop accepting, fail /readyz, let sessions run up to SECONDS, then close them (0: at once)",
+  },
+  {
     long: "log-file",
     takesValue: true,
     metavar: "FILE",
@@ -354,6 +390,11 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       timeout: given.seconds("timeout"),
       idleTimeout: given.seconds("idle-timeout"),
       heartbeat: given.seconds("heartbeat"),
+      maxSessions: given.seconds("max-sessions"),
+      maxSessionsPerIp: given.seconds("max-sessions-per-ip"),
+      maxHandshakesPerIp: given.seconds("max-handshakes-per-ip"),
+      metricsListen: parseMetricsListen(given.value("metrics-listen")),
+      drainTimeout: given.seconds("drain-timeout"),
       logFile: given.path("log-file"),
       syslog: given.value("syslog"),
       legacySyslog: given.flag("legacy-syslog"),
@@ -407,6 +448,21 @@ class GivenOptions {
     }
     return Number(text);
   }
+}
+
+/** `--metrics-listen HOST:PORT` (a bare port is loopback: metrics are never public unless asked). */
+function parseMetricsListen(
+  text: string | undefined,
+): { hostname: string; port: number } | undefined {
+  if (text === undefined) return undefined;
+  const parts = splitHostPort(text);
+  const portText = parts ? parts.port : text;
+  // 0: a free port (the banner says which).
+  const port = portText === "0" ? 0 : parsePort(portText);
+  if (port === undefined) {
+    throw new UsageError(`--metrics-listen '${text}': expected HOST:PORT (e.g. 127.0.0.1:9100)`);
+  }
+  return { hostname: parts?.host || "127.0.0.1", port };
 }
 
 /** Whether `text` is one of `choices` (and so of their type). */

@@ -26,7 +26,9 @@ import {
 } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import type { ClientConn } from "./listen.ts";
+import type { AddressCounter } from "./limits.ts";
 import { describeAddress, type Logger } from "./log.ts";
+import { label, type Metrics } from "./metrics.ts";
 import { type AuthRefusal, type Caller, sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import type { Relay } from "./relay.ts";
 import { redactTokens } from "./secrets.ts";
@@ -70,6 +72,12 @@ export interface ServerContext {
   readonly listenText: string;
   /** True once the server is shutting down. */
   readonly stopping: boolean;
+  /** What is counted for --metrics-listen. */
+  readonly metrics: Metrics;
+  /** Connections per client address not yet in a session (--max-handshakes-per-ip). */
+  readonly handshakes: AddressCounter;
+  /** Sessions per client address (--max-sessions-per-ip; its total is what --max-sessions bounds). */
+  readonly sessions: AddressCounter;
   /** --run-once: no other connection is taken while the one session runs... */
   stopAccepting(): void;
   /** ...and the server stops when it ends. */
@@ -101,6 +109,10 @@ export class Connection {
   peer: Peer = { secure: false, certCN: undefined };
   /** The session's relay, once the WebSocket session runs (shutdown then goes through it). */
   relay: Relay | undefined;
+  /** What the connection turned out to be, once known (counted in websockify_connections_total). */
+  #kind: string | undefined;
+  /** Whether it still counts against --max-handshakes-per-ip. */
+  #inHandshake = false;
 
   constructor(server: ServerContext, conn: ClientConn, number: number) {
     this.server = server;
@@ -126,9 +138,41 @@ export class Connection {
     else this.deadline.expire("shutdown");
   }
 
+  /** Counts the connection under its kind, once. */
+  countAs(kind: string): void {
+    if (this.#kind !== undefined) return;
+    this.#kind = kind;
+    this.server.metrics.count("websockify_connections_total", label("kind", kind));
+  }
+
+  /** Counts a refusal by its reason (websockify_refusals_total). */
+  refused(reason: string): void {
+    this.server.metrics.count("websockify_refusals_total", label("reason", reason));
+  }
+
+  /** The connection is in a session now: it no longer counts against --max-handshakes-per-ip. */
+  leaveHandshake(): void {
+    if (!this.#inHandshake) return;
+    this.#inHandshake = false;
+    this.server.handshakes.leave(this.client);
+  }
+
   /** Serves the connection until it is done; never rejects with a deadline (the connection is just closed). */
   async run(): Promise<void> {
     const { timeouts, settings } = this.server;
+    // Cheap, before any read: an address with too many connections still in their handshake gets no more.
+    if (!this.server.handshakes.tryEnter(this.client)) {
+      this.countAs("other");
+      this.refused("max_handshakes_per_ip");
+      this.log.request(
+        this.client,
+        `${this.client}: too many connections not yet in a session (--max-handshakes-per-ip ${settings.maxHandshakesPerIp}); closed`,
+        "debug",
+      );
+      closeQuietly(this.conn);
+      return;
+    }
+    this.#inHandshake = true;
     // One deadline from accept covers the first bytes, the Flash policy request, the TLS handshake and the
     // request head together: trickling bytes cannot stretch it.
     this.deadline.set(timeouts.head);
@@ -155,12 +199,16 @@ export class Connection {
         case "policy":
         case "plain": {
           if (settings.tls.only) {
+            this.refused("ssl_only");
             this.log.info(`${this.client}: non-SSL connection received but disallowed`);
             return;
           }
           if (first[0] !== 0x3c) break;
           const notPolicy = await answerFlashPolicy(this.conn, first, this.deadline);
-          if (!notPolicy) return;
+          if (!notPolicy) {
+            this.countAs("policy");
+            return;
+          }
           initial = notPolicy;
         }
       }
@@ -170,7 +218,10 @@ export class Connection {
     } catch (error) {
       // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
       if (!(error instanceof DeadlineExpired)) throw error;
+      if (error.why === "timeout" && this.#inHandshake) this.refused("timeout");
     } finally {
+      this.leaveHandshake();
+      this.countAs("other");
       this.deadline.clear();
       closeQuietly(this.stream);
       closeQuietly(this.conn);
@@ -184,6 +235,7 @@ export class Connection {
     try {
       credentials = await loadCredentials(options);
     } catch (error) {
+      this.refused("no_certificate");
       if (error instanceof Deno.errors.NotFound) {
         this.log.info(`${this.client}: SSL connection but '${options.cert}' not found`);
       } else {
@@ -204,6 +256,8 @@ export class Connection {
         ? "timed out"
         : describeError(error);
       this.log.request(this.client, `TLS handshake failed: ${reason}`);
+      this.server.metrics.count("websockify_tls_handshake_failures_total");
+      this.refused("tls_handshake");
       return undefined;
     }
   }
@@ -221,7 +275,11 @@ export class Connection {
       const { request, rest } = next;
       // The session's promise is returned, not awaited: no frame of this loop stays suspended (holding
       // memory) for as long as the session lasts.
-      if (isUpgradeRequest(request)) return openSession(this, request, rest);
+      if (isUpgradeRequest(request)) {
+        this.countAs(this.peer.secure ? "wss" : "ws");
+        return openSession(this, request, rest);
+      }
+      this.countAs(this.peer.secure ? "https" : "http");
       const web = settings.web;
       // The built-in pages' prefix is theirs, --web or not.
       const builtin = settings.builtinPages ? builtinName(request.target) : undefined;
@@ -296,8 +354,10 @@ export class Connection {
     message: string,
     withBody = true,
     headers: [string, string][] = [],
+    reason = `http_${status}`,
   ): Promise<void> {
     this.log.request(this.client, `code ${status}, message ${message}`);
+    this.refused(reason);
     await this.#answerThenFinish(errorResponse(status, message, headers, withBody));
   }
 
@@ -323,6 +383,7 @@ export class Connection {
       throw error;
     }
     if (!refusal) return true;
+    this.refused("auth");
     this.log.request(
       this.client,
       `${this.client}: authentication failed: ${refusal.status} ${refusal.log}`,

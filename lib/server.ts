@@ -13,7 +13,9 @@ import { Connection, type ServerContext, type ServerTimeouts } from "./connectio
 import { sleep } from "./deadline.ts";
 import { closeQuietly } from "./io.ts";
 import { type Acceptor, type ClientConn, describeListener } from "./listen.ts";
+import { AddressCounter } from "./limits.ts";
 import type { Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
 import type { ServerPlugins } from "./plugins.ts";
 import { usingSsl } from "./session.ts";
 import type { Settings } from "./settings.ts";
@@ -50,6 +52,9 @@ export class ProxyServer implements ServerContext {
   readonly timeouts: ServerTimeouts;
   readonly plugins: ServerPlugins;
   readonly listenText: string;
+  readonly metrics: Metrics;
+  readonly handshakes: AddressCounter;
+  readonly sessions: AddressCounter;
   readonly #listener: Acceptor;
   /**
    * Every connection being served, whatever its state (shutdown stops each its own way), and the promise of
@@ -75,11 +80,51 @@ export class ProxyServer implements ServerContext {
     this.plugins = plugins;
     this.#listener = listener;
     this.listenText = describeListener(settings.listen, listener);
+    this.metrics = new Metrics();
+    this.handshakes = new AddressCounter(settings.maxHandshakesPerIp);
+    this.sessions = new AddressCounter(settings.maxSessionsPerIp);
   }
 
   /** The address it listens on (a TCP port chosen by the system when 0 was asked for). */
   get addr(): Deno.Addr {
     return this.#listener.addr;
+  }
+
+  /** True from a drain's start (SIGTERM with --drain-timeout): /readyz answers 503. */
+  get draining(): boolean {
+    return this.metrics.draining;
+  }
+
+  /** Why /readyz says no: draining, or at --max-sessions; undefined when ready. */
+  notReady(): string | undefined {
+    if (this.metrics.draining || this.#stopping) return "draining";
+    const { maxSessions } = this.settings;
+    if (maxSessions > 0 && this.sessions.total >= maxSessions) return "session limit reached";
+    return undefined;
+  }
+
+  /**
+   * Graceful drain: stops accepting (and /readyz turns 503), lets open connections go on for up to `ms`, then
+   * shuts down (sessions still open get 1001). Resolves once shut down.
+   */
+  async drain(ms: number): Promise<void> {
+    if (this.#stopping || this.metrics.draining) return;
+    this.metrics.draining = true;
+    this.stopAccepting(
+      `draining: no new connections; ${this.#connections.size} open ones have ${
+        ms / 1000
+      } s to finish`,
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.serve(),
+      new Promise((resolve) => timer = setTimeout(resolve, ms)),
+    ]);
+    clearTimeout(timer);
+    if (this.#connections.size > 0) {
+      this.log.info(`drain timeout: closing ${this.#connections.size} open connections`);
+    }
+    await this.shutdown();
   }
 
   /** True once shutdown has begun. */

@@ -13,6 +13,7 @@ import { DeadlineExpired } from "./deadline.ts";
 import type { HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import { requestToken, TokenRefused } from "./plugins.ts";
+import { label } from "./metrics.ts";
 import { SessionRecorder } from "./record.ts";
 import { redactTokens, tokenHash } from "./secrets.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
@@ -42,12 +43,56 @@ export async function openSession(
   request: HttpRequest,
   rest: Uint8Array,
 ): Promise<void> {
-  const { log, settings } = cx.server;
   const verdict = negotiate(request);
   if ("status" in verdict) {
     await cx.sendError(verdict.status, verdict.message, true, verdict.headers);
     return;
   }
+  if (!(await admitSession(cx))) return;
+  // From here the connection counts as a session (--max-sessions, --max-sessions-per-ip) until it ends.
+  cx.leaveHandshake();
+  return continueSession(cx, request, verdict, rest).finally(() =>
+    cx.server.sessions.leave(cx.client)
+  );
+}
+
+/**
+ * --max-sessions and --max-sessions-per-ip: a session over either limit is refused with 503 (cheap: before the
+ * token lookup, the auth plugin and the target); true when admitted (and counted).
+ */
+async function admitSession(cx: Connection): Promise<boolean> {
+  const { settings, sessions } = cx.server;
+  if (settings.maxSessions > 0 && sessions.total >= settings.maxSessions) {
+    await cx.sendError(
+      503,
+      `Session limit reached (--max-sessions ${settings.maxSessions})`,
+      true,
+      [["Retry-After", "5"]],
+      "max_sessions",
+    );
+    return false;
+  }
+  if (!sessions.tryEnter(cx.client)) {
+    await cx.sendError(
+      503,
+      `Too many sessions from ${cx.client} (--max-sessions-per-ip ${settings.maxSessionsPerIp})`,
+      true,
+      [["Retry-After", "5"]],
+      "max_sessions_per_ip",
+    );
+    return false;
+  }
+  return true;
+}
+
+/** An admitted upgrade: token, auth, then the session. */
+async function continueSession(
+  cx: Connection,
+  request: HttpRequest,
+  verdict: Accepted,
+  rest: Uint8Array,
+): Promise<void> {
+  const { log, settings } = cx.server;
   // As in Python: the token picks the target (an unknown one closes the connection without an answer), then
   // the auth plugin decides, and only then comes the 101.
   const target = await resolveTarget(cx, request);
@@ -87,22 +132,30 @@ async function resolveTarget(
   cx: Connection,
   request: HttpRequest,
 ): Promise<TargetSpec | undefined> {
-  const { settings, plugins, log, timeouts } = cx.server;
+  const { settings, plugins, log, timeouts, metrics } = cx.server;
   const target = settings.target;
   if (target.kind !== "token") return target;
   const token = requestToken(request, target.hostToken);
   if (token === undefined) {
+    cx.refused("token_missing");
     log.info(`${cx.client}: Token not present`);
     return undefined;
   }
   let found: TargetSpec | undefined;
   const plugin = plugins.token!;
+  const started = performance.now();
+  const lookedUp = (result: string) => {
+    metrics.count("websockify_token_lookups_total", label("result", result));
+    metrics.observe("websockify_token_lookup_seconds", (performance.now() - started) / 1000);
+    if (result !== "found") cx.refused(`token_${result}`);
+  };
   try {
     // Bounded: a lookup that never answers refuses the session (the connection is closed without an answer).
     found = await cx.deadline.race(plugin.lookup(token, cx.caller(request)), timeouts.plugin);
   } catch (error) {
     if (error instanceof DeadlineExpired) {
       if (error.why === "timeout") {
+        lookedUp("error");
         log.error(
           `${cx.client}: token lookup failed: no answer within ${timeouts.plugin / 1000} s`,
         );
@@ -110,12 +163,15 @@ async function resolveTarget(
       throw error;
     }
     if (error instanceof TokenRefused) {
+      lookedUp("refused");
       log.info(`${cx.client}: Token refused: ${error.message}`);
     } else {
+      lookedUp("error");
       log.error(`${cx.client}: token lookup failed: ${describeError(error)}`);
     }
     return undefined;
   }
+  lookedUp(found ? "found" : "unknown");
   if (!found) log.info(`${cx.client}: Token ${tokenHash(token)} not found`);
   return found;
 }
@@ -153,6 +209,7 @@ async function runSession(
       connecting.then(closeQuietly, () => {});
       throw error;
     }
+    cx.server.metrics.count("websockify_target_connect_failures_total");
     log.request(client, `Failed to connect to ${targetText}: ${describeError(error)}`);
     await refuseSession(cx, CloseCode.InternalError, "Failed to connect to downstream server");
     return;
@@ -183,12 +240,20 @@ async function runSession(
   });
   // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.
   cx.relay = relay;
+  const { metrics } = cx.server;
+  metrics.activeSessions++;
+  metrics.count("websockify_sessions_total");
   // A continuation, not an await: no frame of this function stays suspended while the session lasts.
   return relay.run(rest).then((result) => {
     recorder?.close();
+    metrics.activeSessions--;
+    metrics.observe("websockify_session_duration_seconds", result.durationMs / 1000);
+    metrics.count("websockify_bytes_total", 'direction="from_client"', result.bytesFromClient);
+    metrics.count("websockify_bytes_total", 'direction="to_client"', result.bytesToClient);
     logSessionEnd(cx, targetText, result);
   }, (error) => {
     recorder?.close(); // (the relay never rejects; if it ever did, the record file would still be closed)
+    metrics.activeSessions--;
     throw error;
   });
 }

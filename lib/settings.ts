@@ -269,6 +269,32 @@ export interface Settings {
    */
   readonly heartbeat: number;
   /**
+   * New sessions are refused (503) while this many are open; 0: no limit.
+   * @default 0
+   */
+  readonly maxSessions: number;
+  /**
+   * New sessions from one client address are refused (503) while it has this many open; 0: no limit.
+   * @default 0
+   */
+  readonly maxSessionsPerIp: number;
+  /**
+   * New connections from one client address are closed at once while it has this many not yet in a session
+   * (sniffing, TLS, the request head, static files); 0: no limit.
+   * @default 256
+   */
+  readonly maxHandshakesPerIp: number;
+  /**
+   * The separate listener for /metrics, /healthz and /readyz.
+   * @default undefined (none)
+   */
+  readonly metricsListen: { readonly hostname: string; readonly port: number } | undefined;
+  /**
+   * After SIGTERM: seconds that open sessions may go on (no new ones, /readyz 503) before they get 1001.
+   * @default 0 (closed at once)
+   */
+  readonly drainTimeout: number;
+  /**
    * The log also goes to this file (absolute, appended).
    * @default undefined
    */

@@ -242,3 +242,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "Chromium: the wstest page runs the integrity test through the proxy (binary, base64) with zero errors",
+  ignore: !chromiumAvailable,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const target = echoTarget();
+    const proxy = await startProxy([`127.0.0.1:${target.port}`]);
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const origin = `http://127.0.0.1:${proxy.port}`;
+      await page.goto(`${origin}/websockify/wstest.html`);
+      await screenshotOnFailure(page, "wstest", async () => {
+        for (const protocol of ["binary", "base64"]) {
+          const report = await page.evaluate(
+            (options) =>
+              (globalThis as unknown as { wstest: { run(o: unknown): unknown } }).wstest.run(
+                options,
+              ),
+            {
+              url: `ws://127.0.0.1:${proxy.port}/websockify`,
+              count: 2000,
+              delayMs: 0,
+              size: { min: 10, max: 3000 },
+              protocol,
+              timeoutMs: 30000,
+            },
+          ) as {
+            sent: number;
+            good: number;
+            errors: number;
+            ended: string;
+            errorSamples: string[];
+          };
+          assert.deepEqual(
+            [report.ended, report.sent, report.good, report.errors],
+            ["done", 2000, 2000, 0],
+            `${protocol}: ${JSON.stringify(report.errorSamples)}`,
+          );
+        }
+        // What the page shows is what it counted.
+        assert.equal(await page.textContent("#good"), "2000");
+        assert.equal(await page.textContent("#errorCount"), "0");
+      });
+    } finally {
+      await browser.close();
+      await proxy.stop();
+      await target.close();
+    }
+  },
+});

@@ -17,7 +17,7 @@
 import ts from "typescript";
 
 /** The sources, relative to web/. */
-export const WEB_SOURCES = ["websock.ts", "telnet.ts"] as const;
+export const WEB_SOURCES = ["websock.ts", "telnet.ts", "wstest_records.ts"] as const;
 
 /** The folder of the browser sources. */
 export const WEB_DIR = new URL("../../web/", import.meta.url);

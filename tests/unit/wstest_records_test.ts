@@ -1,6 +1,6 @@
 // wstest's records: the format, and every kind of damage the checker must see.
 import assert from "node:assert/strict";
-import { makeRecord, MAX_RECORD_DIGITS, RecordChecker } from "../../lib/wstest_records.ts";
+import { makeRecord, MAX_RECORD_DIGITS, RecordChecker } from "../../web/wstest_records.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
