@@ -17,16 +17,19 @@ export function tokenHash(token: string): string {
 }
 
 /**
- * A request target for a log line: the value of every `token=` query parameter replaced by its hash (of the
- * decoded value, the one token plugins see); everything else as sent.
+ * A request target for a log line: every `token` query parameter becomes `token=` and the hash of its value (of the
+ * token a plugin sees: the name and value decoded, a trailing newline dropped, as lib/plugins.ts `requestToken`
+ * reads it), however the request spells the name (`%74oken=`); everything else as sent. A fragment is split the
+ * same way: a token there is not used, but is still a secret.
  */
 export function redactTokens(target: string): string {
   const question = target.indexOf("?");
   if (question === -1) return target;
-  const query = target.slice(question + 1).split("&").map((part) => {
-    if (!part.startsWith("token=")) return part;
-    const decoded = new URLSearchParams(part).get("token") ?? "";
-    return `token=${tokenHash(decoded)}`;
+  const rest = target.slice(question + 1).replace(/[^&#]+/g, (part) => {
+    if (!part.includes("=")) return part;
+    const [entry] = new URLSearchParams(part);
+    if (entry?.[0] !== "token") return part;
+    return `token=${tokenHash(entry[1].replace(/[\r\n]+$/, ""))}`;
   });
-  return `${target.slice(0, question)}?${query.join("&")}`;
+  return `${target.slice(0, question + 1)}${rest}`;
 }

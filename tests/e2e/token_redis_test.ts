@@ -5,6 +5,7 @@ import { makeCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { RedisServer } from "../helpers/redis.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
+import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
 
@@ -184,5 +185,77 @@ Deno.test("TokenRedis: a malformed source, or an unreadable password file, stops
     const status = await proxy.status();
     assert.notEqual(status.code, 0, source);
     assert.match(proxy.stderr, reason);
+  }
+});
+
+/** The status line the proxy answers `request` (a raw head) with, or "closed" when it closes without one. */
+async function statusLine(port: number, request: string): Promise<string> {
+  const client = await RawClient.connect(port);
+  try {
+    return (await client.request(request)).split("\r\n")[0];
+  } catch {
+    return "closed";
+  } finally {
+    client.conn.close();
+  }
+}
+
+Deno.test("TokenRedis: a token reaches Redis as one key however it is spelled, and the log (-v) never in clear", async () => {
+  const redis = await RedisServer.start();
+  const one = namedTarget("one");
+  const monitor = redis.monitor();
+  const proxy = new ProxyProcess([
+    "-v",
+    "127.0.0.1:0",
+    "--token-plugin=TokenRedis",
+    `--token-source=127.0.0.1:${redis.port}::"${redis.password}":ns`,
+  ]);
+  try {
+    const port = await proxy.port();
+    await waitFor(() => monitor.text().includes("OK"), 3000, "MONITOR started");
+    const injected = "SECRETD1\r\n*1\r\n$8\r\nFLUSHALL\r\nx";
+    const long = "SECRETF1" + "x".repeat(30000); // the head stays under the 32 KiB cap
+    for (
+      const key of ["SECRETA1", "SECRETB1?tail", "SECRETC1", injected, long, "SECRETG1", "SECRETH1"]
+    ) {
+      await redis.cli(["SET", `ns:${key}`, `127.0.0.1:${one.port}`]);
+    }
+    const upgrade = (path: string) => upgradeRequest({}, path);
+    const cases: [string, string][] = [
+      [upgrade("/?%74oken=SECRETA1"), "HTTP/1.1 101"], // the name percent-encoded
+      [upgrade("/?token=SECRETB1?tail"), "HTTP/1.1 101"], // a '?' in the token
+      [upgrade("/?a=1&tok%65n=SECRETC1"), "HTTP/1.1 101"],
+      [upgrade(`/?token=${encodeURIComponent(injected)}`), "HTTP/1.1 101"], // CRLF and RESP inside
+      [upgrade(`/?token=${long}`), "HTTP/1.1 101"],
+      [upgrade("/?token=&token=SECRETG1"), "HTTP/1.1 101"], // a blank token= is skipped
+      [upgrade("/?token=SECRETE1%FF%00"), "closed"], // not valid UTF-8, a NUL: not found
+      [upgrade("/?token=SECRET E1"), "HTTP/1.1 400"], // an unencoded space: a bad request line
+      ["GET /?%74oken=SECRETH1 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 405"], // no upgrade
+    ];
+    for (const [request, expected] of cases) {
+      assert.equal(
+        (await statusLine(port, request)).slice(0, expected.length),
+        expected,
+        request.slice(0, 60),
+      );
+    }
+    await waitFor(() => /"GET" "ns:SECRETE1/.test(monitor.text()), 3000, "the last GET");
+    // Redis got each token as one key (MONITOR writes the arguments quoted, escaped), and nothing else.
+    const gets = monitor.text().split("\n").filter((line) => line.includes('"GET"'));
+    assert.equal(gets.length, 7, gets.join("\n").slice(0, 2000));
+    assert.ok(gets.some((line) => line.endsWith(`"GET" "ns:SECRETE1\\xef\\xbf\\xbd\\x00"`)));
+    assert.ok(gets.some((line) => line.includes(`"GET" "ns:SECRETB1?tail"`)));
+    assert.doesNotMatch(monitor.text(), /"FLUSHALL"/);
+    assert.equal(await redis.cli(["DBSIZE"]), "7");
+    // The log names tokens by their hash only: request lines, Path lines, the 400 reason, the not-found line.
+    await waitFor(() => /Token #[0-9a-f]{8} not found/.test(proxy.stderr), 3000, "not-found line");
+    await waitFor(() => /code 400/.test(proxy.stderr), 3000, "the 400 line");
+    assert.match(proxy.stderr, /Path: '\/\?token=#[0-9a-f]{8}'/);
+    assert.doesNotMatch(proxy.stderr, /SECRET/);
+  } finally {
+    await monitor.stop();
+    await proxy.stop();
+    await redis.remove();
+    await one.close();
   }
 });

@@ -1,5 +1,6 @@
 // Tokens in log lines: a short hash, never the token.
 import assert from "node:assert/strict";
+import { requestToken } from "../../lib/plugins.ts";
 import { redactTokens, tokenHash } from "../../lib/secrets.ts";
 
 Deno.test("tokenHash: # and the first 8 hex digits of the SHA-256 of the token's UTF-8", () => {
@@ -19,4 +20,29 @@ Deno.test("redactTokens: every token= value becomes its hash (of the decoded tok
   );
   assert.equal(redactTokens("/?tokens=keep&xtoken=keep"), "/?tokens=keep&xtoken=keep");
   assert.equal(redactTokens("/?token="), `/?token=${tokenHash("")}`);
+});
+
+Deno.test("redactTokens: a token is hashed however the request spells its name, with the hash of the token looked up", () => {
+  const targets = [
+    "/?%74oken=SECRET1", // the name percent-encoded: the plugin reads it as token=
+    "/?a=1&tok%65n=SECRET1&b=2",
+    "/?token=SECRET1?more", // the token holds a '?'
+    "/?token=SECRET1#frag&token=SECRET2", // a fragment (raw clients send one)
+    "/?token=SECRET1%0A", // trailing newline, dropped from the token
+    "/?token=&token=SECRET1",
+    "/?token=SECRET1+x%20y",
+  ];
+  for (const target of targets) {
+    const redacted = redactTokens(target);
+    assert.doesNotMatch(redacted, /SECRET/, target);
+    const token = requestToken(
+      { method: "GET", target, version: "HTTP/1.1", headers: new Map() },
+      false,
+    );
+    assert.ok(token?.startsWith("SECRET1"), target);
+    assert.ok(
+      redacted.includes(tokenHash(token!)),
+      `${target} -> ${redacted}: the hash of ${JSON.stringify(token)} is ${tokenHash(token!)}`,
+    );
+  }
 });
