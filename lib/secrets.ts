@@ -33,3 +33,26 @@ export function redactTokens(target: string): string {
   });
   return `${target.slice(0, question + 1)}${rest}`;
 }
+
+/**
+ * `text` with the secret's characters replaced by `name` wherever they show: whole, or cut (a server quoting the
+ * start of what it got), or in pieces (a server that replaced some characters, as Redis does CR and LF in its
+ * error lines). A run of text is hidden when each of its characters is inside a copy of some 6-character piece of
+ * the secret (of the whole secret, if shorter).
+ */
+export function hideSecret(text: string, secret: string, name: string): string {
+  if (secret === "") return text;
+  const width = Math.min(secret.length, 6);
+  const pieces = new Set<string>();
+  for (let i = 0; i + width <= secret.length; i++) pieces.add(secret.slice(i, i + width));
+  const hidden = new Uint8Array(text.length);
+  for (let i = 0; i + width <= text.length; i++) {
+    if (pieces.has(text.slice(i, i + width))) hidden.fill(1, i, i + width);
+  }
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    if (!hidden[i]) out += text[i];
+    else if (i === 0 || !hidden[i - 1]) out += name;
+  }
+  return out;
+}

@@ -259,3 +259,29 @@ Deno.test("TokenRedis: a token reaches Redis as one key however it is spelled, a
     await one.close();
   }
 });
+
+Deno.test("TokenRedis: a Redis error that quotes the key (GET renamed away) names the token by its hash", async () => {
+  // Redis answers an unknown command with its first arguments: "ERR unknown command 'GET', with args beginning
+  // with: 'ns:<token>'" (cut at 128 characters).
+  const redis = await RedisServer.start({ args: ["--rename-command", "GET", ""] });
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    "--token-plugin=TokenRedis",
+    `--token-source=127.0.0.1:${redis.port}::"${redis.password}":ns`,
+  ]);
+  try {
+    const port = await proxy.port();
+    assert.equal(await session(port, "SECRET-short-1"), "refused");
+    assert.equal(await session(port, "SECRET-long-" + "y".repeat(300)), "refused");
+    await waitFor(
+      () => proxy.stderr.split("unknown command").length > 2,
+      3000,
+      "two lookup failures",
+    );
+    assert.match(proxy.stderr, /token lookup failed: Redis [^:]+:\d+: ERR unknown command 'GET'/);
+    assert.doesNotMatch(proxy.stderr, /SECRET|yyyyyy/);
+  } finally {
+    await proxy.stop();
+    await redis.remove();
+  }
+});

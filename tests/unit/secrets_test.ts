@@ -1,7 +1,7 @@
 // Tokens in log lines: a short hash, never the token.
 import assert from "node:assert/strict";
 import { requestToken } from "../../lib/plugins.ts";
-import { redactTokens, tokenHash } from "../../lib/secrets.ts";
+import { hideSecret, redactTokens, tokenHash } from "../../lib/secrets.ts";
 
 Deno.test("tokenHash: # and the first 8 hex digits of the SHA-256 of the token's UTF-8", () => {
   // printf %s 'vm1' | sha256sum
@@ -45,4 +45,22 @@ Deno.test("redactTokens: a token is hashed however the request spells its name, 
       `${target} -> ${redacted}: the hash of ${JSON.stringify(token)} is ${tokenHash(token!)}`,
     );
   }
+});
+
+Deno.test("hideSecret: the secret whole, cut short or in pieces becomes its name; other text stays", () => {
+  const name = tokenHash("ns:desk-42-secret");
+  const hide = (text: string) => hideSecret(text, "ns:desk-42-secret", name);
+  assert.equal(
+    hide("ERR unknown command 'GET', with args beginning with: 'ns:desk-42-secret' "),
+    `ERR unknown command 'GET', with args beginning with: '${name}' `,
+  );
+  assert.equal(hide("args: 'ns:desk-42-se'"), `args: '${name}'`, "cut short");
+  assert.equal(hide("'ns:desk- 42-secret'"), `'${name} ${name}'`, "a character replaced");
+  assert.equal(hide("nothing of it, not even ns:de"), "nothing of it, not even ns:de");
+  assert.equal(hideSecret("key 'ab' and 'ab'", "ab", "#h"), "key '#h' and '#h'", "a short secret");
+  assert.equal(hideSecret("text", "", "#h"), "text");
+  // Bounded work whatever the sizes: a 64 KiB message and a 30 KB secret.
+  const started = performance.now();
+  hideSecret("x".repeat(65536), "y".repeat(30000), "#h");
+  assert.ok(performance.now() - started < 1000);
 });
