@@ -15,7 +15,10 @@
  * @module
  */
 
-import { writeAll } from "./io.ts";
+import { isIP } from "node:net";
+import tls from "node:tls";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import { NodeSocketStream } from "./nodesocket.ts";
 
 /** A RESP error reply (`-ERR ...`): Redis answered, and the answer is an error. */
 export class RespError {
@@ -225,24 +228,43 @@ export interface RedisOptions {
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 2000;
 
+/** A command got no reply in time. */
+class NoAnswer extends Error {}
+
 interface PendingCommand {
   resolve(reply: RespReply): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** What a link talks over: a Deno TCP connection, or a node:tls socket (see RedisClient #connectTls). */
+type LinkConn = ByteStream & { unref(): void };
+
+/** A node:tls socket as a link's connection. */
+class NodeTlsConn extends NodeSocketStream {
+  constructor(readonly tlsSocket: tls.TLSSocket) {
+    super(tlsSocket);
+  }
+
+  unref(): void {
+    this.tlsSocket.unref();
+  }
+}
+
 /** One open connection: commands written in order, replies matched to them in order. */
 class RedisLink {
-  readonly #conn: Deno.Conn;
+  readonly #conn: LinkConn;
   readonly #parser: RespParser;
   readonly #pending: PendingCommand[] = [];
   readonly #commandTimeoutMs: number;
   readonly #onFail: (link: RedisLink) => void;
   #writes: Promise<void> = Promise.resolve();
   failure: Error | undefined;
+  /** True once a reply has come: the peer speaks RESP. */
+  answered = false;
 
   constructor(
-    conn: Deno.Conn,
+    conn: LinkConn,
     options: { maxReply: number; commandTimeoutMs: number },
     onFail: (link: RedisLink) => void,
   ) {
@@ -259,7 +281,7 @@ class RedisLink {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new Error(`no answer within ${this.#commandTimeoutMs} ms`)),
+        () => this.fail(new NoAnswer(`no answer within ${this.#commandTimeoutMs} ms`)),
         this.#commandTimeoutMs,
       );
       this.#pending.push({ resolve, reject, timer });
@@ -299,6 +321,7 @@ class RedisLink {
         for (let reply = this.#parser.next(); reply !== undefined; reply = this.#parser.next()) {
           const command = this.#pending.shift();
           if (!command) throw new RespProtocolError("a reply to no command");
+          this.answered = true;
           clearTimeout(command.timer);
           command.resolve(reply);
         }
@@ -381,23 +404,27 @@ export class RedisClient {
 
   async #open(): Promise<RedisLink> {
     const { hostname, port, tls, password, db, connectTimeoutMs } = this.#options;
-    const connecting = tls ? Deno.connectTls({ hostname, port }) : Deno.connect({ hostname, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
-        connectTimeoutMs,
-      );
-    });
-    let conn: Deno.Conn;
-    try {
-      conn = await Promise.race([connecting, timeout]);
-    } catch (error) {
-      // A connect that completes after the timeout is closed, not leaked.
-      connecting.then((late) => late.close(), () => {});
-      throw new Error(`cannot connect: ${(error as Error).message}`);
-    } finally {
-      clearTimeout(timer);
+    let conn: LinkConn;
+    if (tls) {
+      conn = await this.#connectTls();
+    } else {
+      const connecting = Deno.connect({ hostname, port });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
+          connectTimeoutMs,
+        );
+      });
+      try {
+        conn = await Promise.race([connecting, timeout]);
+      } catch (error) {
+        // A connect that completes after the timeout is closed, not leaked.
+        connecting.then(closeQuietly, () => {});
+        throw new Error(`cannot connect: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
     }
     const link = new RedisLink(conn, this.#options, (failed) => {
       if (this.#link === failed) this.#link = undefined;
@@ -419,8 +446,50 @@ export class RedisClient {
       if (link.failure) throw link.failure;
     } catch (error) {
       link.fail(error as Error);
+      // A TLS-only Redis drops a plain connection without a word.
+      if (!tls && !link.answered && !(error instanceof NoAnswer)) {
+        throw new Error(`${(error as Error).message} (no answer at all: is that port TLS-only?)`);
+      }
       throw error;
     }
     return link;
+  }
+
+  /**
+   * A TLS connection, handshake done, within the connect time; verified against the same roots as Deno's own
+   * TLS (plus `DENO_CERT`). node:tls, not Deno.connectTls: a Deno TLS connection whose handshake never
+   * completes (a plain Redis waits for a line end that a ClientHello lacks) keeps its socket after close() until
+   * the peer closes it, one more on every try; a node socket lets it go on destroy().
+   */
+  #connectTls(): Promise<LinkConn> {
+    const { hostname, port, connectTimeoutMs } = this.#options;
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host: hostname,
+        port,
+        ...(isIP(hostname) ? {} : { servername: hostname }),
+      });
+      let connected = false;
+      const fail = (message: string) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(new Error(`cannot connect: ${message}`));
+      };
+      const timer = setTimeout(() =>
+        fail(
+          connected
+            ? `no TLS handshake within ${connectTimeoutMs} ms (is that port plain, without TLS?)`
+            : `no connection within ${connectTimeoutMs} ms`,
+        ), connectTimeoutMs);
+      const onError = (error: Error) =>
+        fail(connected ? `TLS handshake failed: ${error.message}` : error.message);
+      socket.once("error", onError);
+      socket.once("connect", () => connected = true);
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        socket.removeListener("error", onError);
+        resolve(new NodeTlsConn(socket));
+      });
+    });
   }
 }

@@ -7,6 +7,7 @@ import {
   redisTarget,
   splitSourceFields,
 } from "../../lib/tokenredis.ts";
+import { makeCerts } from "../helpers/certs.ts";
 import { RedisServer } from "../helpers/redis.ts";
 import { TcpTarget } from "../helpers/targets.ts";
 
@@ -329,5 +330,79 @@ Deno.test("RedisClient: Redis down fails fast with back-off, and commands work a
   } finally {
     client.close();
     await redis.remove();
+  }
+});
+
+Deno.test("RedisClient: TLS against a plain Redis, an untrusted certificate, or plain against a TLS-only Redis: a clear reason, in bounded time", async () => {
+  const certs = await makeCerts();
+  const plain = await RedisServer.start();
+  const tlsOnly = await RedisServer.start({
+    tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca },
+  });
+  const attempt = async (port: number, tls: boolean, password: string) => {
+    const client = new RedisClient({
+      hostname: "localhost",
+      port,
+      tls,
+      password,
+      db: 0,
+      connectTimeoutMs: 500,
+    });
+    const started = performance.now();
+    try {
+      await client.command(["GET", "x"]);
+      return { message: "answered", ms: performance.now() - started };
+    } catch (error) {
+      return { message: (error as Error).message, ms: performance.now() - started };
+    } finally {
+      client.close();
+    }
+  };
+  try {
+    // A plain Redis waits for a line end that a ClientHello does not have: the handshake never completes.
+    const tlsToPlain = await attempt(plain.port, true, plain.password);
+    assert.match(tlsToPlain.message, /no TLS handshake within 500 ms/);
+    assert.ok(tlsToPlain.ms < 1500, `${Math.round(tlsToPlain.ms)} ms`);
+    // The test CA is not trusted by this process (no DENO_CERT).
+    const untrusted = await attempt(tlsOnly.port, true, tlsOnly.password);
+    assert.match(untrusted.message, /TLS handshake failed: .*certificate/i);
+    // A TLS-only Redis drops a plain connection without a word.
+    const plainToTls = await attempt(tlsOnly.port, false, tlsOnly.password);
+    assert.match(plainToTls.message, /no answer at all: is that port TLS-only\?/);
+    assert.ok(plainToTls.ms < 1500, `${Math.round(plainToTls.ms)} ms`);
+  } finally {
+    await plain.remove();
+    await tlsOnly.remove();
+    await certs.remove();
+  }
+});
+
+Deno.test("RedisClient: TLS tries against a plain Redis leave no connection behind", async () => {
+  // Deno's own TLS kept the socket of a handshake that never completed open after close(), until the peer
+  // closed it (a plain Redis never does): one more open connection on every try, while lookups kept coming.
+  const plain = await RedisServer.start();
+  const connected = async () =>
+    Number((await plain.cli(["INFO", "clients"])).match(/connected_clients:(\d+)/)![1]);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const client = new RedisClient({
+        hostname: "localhost",
+        port: plain.port,
+        tls: true,
+        db: 0,
+        connectTimeoutMs: 200,
+      });
+      await assert.rejects(client.command(["PING"]), /no TLS handshake within 200 ms/);
+      client.close();
+    }
+    // Only redis-cli asking.
+    let count = await connected();
+    for (let i = 0; i < 20 && count > 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      count = await connected();
+    }
+    assert.equal(count, 1, "connections left open on the Redis side");
+  } finally {
+    await plain.remove();
   }
 });
