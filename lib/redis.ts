@@ -387,6 +387,11 @@ export class RedisClient {
     this.#connecting ??= this.#open().then(
       (link) => {
         this.#connecting = undefined;
+        // Closed while connecting: the new connection is not kept.
+        if (this.#closed) {
+          link.fail(new Error("client closed"));
+          throw link.failure;
+        }
         this.#backoffMs = 0;
         this.#link = link;
         return link;

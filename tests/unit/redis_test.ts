@@ -406,3 +406,27 @@ Deno.test("RedisClient: TLS tries against a plain Redis leave no connection behi
     await plain.remove();
   }
 });
+
+Deno.test("RedisClient: closed while it connects, it keeps no connection (and the command fails)", async () => {
+  const redis = await RedisServer.start();
+  try {
+    const client = new RedisClient({
+      hostname: "127.0.0.1",
+      port: redis.port,
+      tls: false,
+      password: redis.password,
+      db: 0,
+    });
+    const command = client.command(["PING"]);
+    client.close();
+    await assert.rejects(command, /client closed/);
+    let count = "";
+    for (let i = 0; i < 20 && count !== "1"; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      count = (await redis.cli(["INFO", "clients"])).match(/connected_clients:(\d+)/)![1];
+    }
+    assert.equal(count, "1", "only redis-cli is connected");
+  } finally {
+    await redis.remove();
+  }
+});
