@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { makeCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { RedisServer } from "../helpers/redis.ts";
+import { openFiles } from "../helpers/system.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { waitFor } from "../helpers/waits.ts";
@@ -283,5 +284,84 @@ Deno.test("TokenRedis: a Redis error that quotes the key (GET renamed away) name
   } finally {
     await proxy.stop();
     await redis.remove();
+  }
+});
+
+Deno.test("TokenRedis: Redis restarted under 200 concurrent sessions: no crash, no hang, open files back to idle, sessions resume", async () => {
+  const redis = await RedisServer.start();
+  const one = namedTarget("one");
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    "--token-plugin=TokenRedis",
+    `--token-source=127.0.0.1:${redis.port}::"${redis.password}"`,
+  ]);
+  try {
+    const port = await proxy.port();
+    await redis.cli(["SET", "desk", `127.0.0.1:${one.port}`]);
+    assert.equal(await session(port, "desk"), "one");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const idle = openFiles(proxy.child.pid);
+    let running = true;
+    const answers = new Map<string, number>();
+    const workers = Array.from({ length: 200 }, async () => {
+      while (running) {
+        const answer = await session(port, "desk");
+        answers.set(answer, (answers.get(answer) ?? 0) + 1);
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await redis.restart();
+    await redis.cli(["SET", "desk", `127.0.0.1:${one.port}`]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    running = false;
+    await Promise.all(workers);
+    assert.equal(answers.get("timeout"), undefined, "no session hangs");
+    assert.ok((answers.get("one") ?? 0) > 200, JSON.stringify([...answers]));
+    assert.equal(await session(port, "desk"), "one", "sessions resume");
+    await waitFor(() => openFiles(proxy.child.pid) <= idle, 5000, "open files back to idle");
+    assert.equal(proxy.exited, false);
+    assert.doesNotMatch(proxy.stderr, /Uncaught|unhandled|panic|handler exception/i);
+  } finally {
+    await proxy.stop();
+    await redis.remove();
+    await one.close();
+  }
+});
+
+Deno.test("TokenRedis: SIGTERM while lookups wait on a Redis that does not answer: the proxy exits at once", async () => {
+  // Answers the connection's setup (CLIENT SETNAME, PING at start), then never again.
+  const silent = new TcpTarget(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    for (let answered = 0; answered < 2;) {
+      const count = await conn.read(buffer);
+      if (count === null) return;
+      const commands = new TextDecoder().decode(buffer.subarray(0, count)).match(/^\*/gm) ?? [];
+      await conn.write(new TextEncoder().encode("+OK\r\n".repeat(commands.length)));
+      answered += commands.length;
+    }
+    while ((await conn.read(buffer)) !== null) { /* silent */ }
+  });
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    "--token-plugin=TokenRedis",
+    `--token-source=127.0.0.1:${silent.port}`,
+  ]);
+  const clients: Deno.Conn[] = [];
+  try {
+    const port = await proxy.port();
+    for (let i = 0; i < 20; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      clients.push(conn);
+      await writeAll(conn, new TextEncoder().encode(upgradeRequest({}, "/?token=desk")));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = performance.now();
+    const status = await proxy.stop();
+    assert.equal(status.code, 0);
+    assert.ok(performance.now() - started < 1500, `${Math.round(performance.now() - started)} ms`);
+  } finally {
+    for (const conn of clients) conn.close();
+    await proxy.stop();
+    await silent.close();
   }
 });

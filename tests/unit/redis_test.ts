@@ -10,6 +10,8 @@ import {
 import { makeCerts } from "../helpers/certs.ts";
 import { RedisServer } from "../helpers/redis.ts";
 import { TcpTarget } from "../helpers/targets.ts";
+import { writeAll } from "../../lib/io.ts";
+import { waitFor } from "../helpers/waits.ts";
 
 Deno.test("TokenRedis source fields split as Python's parse_source_args does (its own table)", () => {
   const table: [string, string[]][] = [
@@ -428,5 +430,62 @@ Deno.test("RedisClient: closed while it connects, it keeps no connection (and th
     assert.equal(count, "1", "only redis-cli is connected");
   } finally {
     await redis.remove();
+  }
+});
+
+Deno.test("RedisClient against a broken or hostile server: each answer a clear error at once, and the next command reconnects", async () => {
+  // What the server sends in reply to GET (it answers the connection's first command, CLIENT SETNAME, with +OK).
+  const cases: [string, string | ((conn: Deno.Conn) => Promise<void>), RegExp | string][] = [
+    ["a huge bulk length", "$999999999\r\n", /protocol error: reply over 65536 bytes/],
+    ["an endless line", "+" + "a".repeat(70000), /protocol error: reply over 65536 bytes/],
+    // The command has its answer; the one after it answers nothing: the connection is dropped.
+    ["a reply to no command", "$3\r\nh:1\r\n+OK\r\n", "h:1"],
+    ["garbage", "HTTP/1.1 400 Bad Request\r\n\r\n", /protocol error: not a RESP reply/],
+    ["a RESP3 map", "%1\r\n+host\r\n+h:1\r\n", /not a RESP reply \(type byte "%"\)/],
+    ["a RESP3 set", "~1\r\n+a\r\n", /not a RESP reply \(type byte "~"\)/],
+    ["a RESP3 push", ">2\r\n+message\r\n+x\r\n", /not a RESP reply \(type byte ">"\)/],
+    ["a RESP3 null", "_\r\n", /not a RESP reply \(type byte "_"\)/],
+    ["a bulk string without its CRLF", "$1\r\nabc\r\n", /bulk string without its CRLF/],
+    [
+      "closing mid-reply",
+      async (conn) => {
+        await conn.write(new TextEncoder().encode("$10\r\nabc"));
+        conn.close();
+      },
+      /connection closed by Redis/,
+    ],
+  ];
+  for (const [name, reply, expected] of cases) {
+    let connections = 0;
+    let dropped = 0;
+    const server = new TcpTarget(async (conn) => {
+      connections++;
+      const buffer = new Uint8Array(4096);
+      await conn.read(buffer);
+      await conn.write(new TextEncoder().encode("+OK\r\n"));
+      if ((await conn.read(buffer)) === null) return;
+      try {
+        if (typeof reply === "string") await writeAll(conn, new TextEncoder().encode(reply));
+        else await reply(conn);
+        while ((await conn.read(buffer)) !== null) { /* until the client closes */ }
+      } finally {
+        dropped++;
+      }
+    });
+    const client = new RedisClient({ hostname: "127.0.0.1", port: server.port, tls: false, db: 0 });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const started = performance.now();
+        const command = client.command(["GET", "x"]);
+        if (typeof expected === "string") assert.equal(await command, expected, name);
+        else await assert.rejects(command, expected, name);
+        assert.ok(performance.now() - started < 1000, `${name}: at once`);
+        await waitFor(() => dropped === i + 1, 1000, `${name}: the connection dropped`);
+      }
+      assert.equal(connections, 2, `${name}: a connection that failed is not reused`);
+    } finally {
+      client.close();
+      await server.close();
+    }
   }
 });
