@@ -6,6 +6,7 @@
  */
 
 import type { ByteStream } from "./io.ts";
+import { redactTokens } from "./secrets.ts";
 import { escapeControls, escapeHtml } from "./text.ts";
 
 /** A parsed request head. Header names are lower-cased; repeated headers are joined with ", ". */
@@ -45,7 +46,10 @@ export function parseRequestHead(head: Uint8Array): HttpRequest {
   const requestLine = lines[0];
   const parts = requestLine.split(" ");
   if (parts.length !== 3 || !TOKEN.test(parts[0]) || parts[1] === "") {
-    throw new BadRequestError(`Bad request syntax (${JSON.stringify(requestLine.slice(0, 80))})`);
+    // The line is quoted in the log: a token in it is named by its hash.
+    throw new BadRequestError(
+      `Bad request syntax (${JSON.stringify(redactTokens(requestLine).slice(0, 80))})`,
+    );
   }
   const [method, target, version] = parts;
   if (!/^HTTP\/1\.[0-9]$/.test(version)) {

@@ -379,10 +379,13 @@ export function requestToken(request: HttpRequest, hostToken: boolean): string |
     const bracketed = host.match(/^\[([^\]]+)\](?::\d+)?$/);
     return bracketed ? bracketed[1] : host.replace(/:\d*$/, "");
   }
-  const query = request.target.split("?", 2)[1]?.split("#")[0];
-  if (!query) return undefined;
-  const token = new URLSearchParams(query).get("token");
-  return token?.replace(/[\r\n]+$/, "") ?? undefined;
+  // As Python's parse_qs(urlparse(path).query): all after the first '?' up to a '#', names and values decoded,
+  // blank values skipped. The hash in log lines (secrets.ts redactTokens) is of this same token.
+  const question = request.target.indexOf("?");
+  if (question === -1) return undefined;
+  const query = request.target.slice(question + 1).split("#")[0];
+  const token = new URLSearchParams(query).getAll("token").find((value) => value !== "");
+  return token?.replace(/[\r\n]+$/, "");
 }
 
 /** An authentication refusal: the status line and headers to send (no body), and what to log. */

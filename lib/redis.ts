@@ -15,7 +15,10 @@
  * @module
  */
 
-import { writeAll } from "./io.ts";
+import { isIP } from "node:net";
+import tls from "node:tls";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import { NodeSocketStream } from "./nodesocket.ts";
 
 /** A RESP error reply (`-ERR ...`): Redis answered, and the answer is an error. */
 export class RespError {
@@ -51,31 +54,48 @@ export class RespProtocolError extends Error {
   override name = "RespProtocolError";
 }
 
-/** Marks "the reply is not complete yet" inside the parser. */
-const INCOMPLETE = Symbol("incomplete");
+/** An array reply whose items are still arriving. */
+interface OpenArray {
+  items: RespReply[];
+  count: number;
+}
 
 /**
  * An incremental RESP2 reply parser: `push` bytes as they arrive, `next` takes complete replies in order.
- * Bounded: a reply (or the bytes waiting to become one) over `maxReply` bytes is a protocol error, so a broken or
- * hostile server cannot make it buffer without limit.
+ *
+ * One pass: bytes are taken as soon as they form a line or a bulk string, and a reply's open arrays wait on a
+ * stack (no recursion), so a reply cut into many small reads costs time in proportion to its size, and nesting
+ * costs no call stack. Bounded: a reply (or the bytes waiting to become one) over `maxReply` bytes (plus room for
+ * its headers) is a protocol error, so a broken or hostile server cannot make it buffer without limit.
  */
 export class RespParser {
   #buffer = new Uint8Array(0);
   #start = 0;
   #end = 0;
+  /** Bytes from #start already searched, in vain, for the CRLF that ends the current line. */
+  #searched = 0;
+  /** The length of the bulk string whose header is read and whose body is awaited; -1 when none. */
+  #bulk = -1;
+  /** The arrays the current reply is inside of, innermost last. */
+  readonly #open: OpenArray[] = [];
+  /** Bytes of the current reply taken so far. */
+  #taken = 0;
+  readonly #limit: number;
   readonly #decoder = new TextDecoder();
 
-  constructor(readonly maxReply: number) {}
+  constructor(readonly maxReply: number) {
+    this.#limit = maxReply + 64;
+  }
 
   push(bytes: Uint8Array): void {
-    if (this.#end - this.#start + bytes.length > this.maxReply + 64) {
-      throw new RespProtocolError(`reply over ${this.maxReply} bytes`);
-    }
+    // Once `next` has taken every complete reply, what is left is a part of one reply, within the bound: more
+    // means nobody takes the replies.
+    if (this.#end - this.#start > this.#limit) this.#over();
     if (this.#end + bytes.length > this.#buffer.length) {
       const kept = this.#buffer.subarray(this.#start, this.#end);
-      const grown = new Uint8Array(
-        Math.max(kept.length + bytes.length, 2 * this.#buffer.length, 256),
-      );
+      const grown = kept.length + bytes.length > this.#buffer.length
+        ? new Uint8Array(Math.max(kept.length + bytes.length, 2 * this.#buffer.length, 256))
+        : this.#buffer;
       grown.set(kept);
       this.#buffer = grown;
       this.#end = kept.length;
@@ -87,75 +107,96 @@ export class RespParser {
 
   /** The next complete reply, or undefined until more bytes arrive. */
   next(): RespReply | undefined {
-    const position = { at: this.#start };
-    const reply = this.#parse(position);
-    if (reply === INCOMPLETE) return undefined;
-    this.#start = position.at;
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-    return reply;
-  }
-
-  #parse(position: { at: number }): RespReply | typeof INCOMPLETE {
-    const line = this.#line(position);
-    if (line === INCOMPLETE) return INCOMPLETE;
-    const type = line[0];
-    const rest = line.slice(1);
-    switch (type) {
-      case "+":
-        return rest;
-      case "-":
-        return new RespError(rest);
-      case ":":
-        return this.#integer(rest);
-      case "$": {
-        const length = this.#integer(rest);
-        if (length === -1) return null;
-        if (length < 0) throw new RespProtocolError(`bad bulk length ${rest}`);
-        if (length > this.maxReply) {
-          throw new RespProtocolError(`reply over ${this.maxReply} bytes`);
-        }
-        if (this.#end - position.at < length + 2) return INCOMPLETE;
-        const body = this.#buffer.subarray(position.at, position.at + length);
+    for (;;) {
+      let value: RespReply;
+      if (this.#bulk >= 0) {
+        const length = this.#bulk;
+        if (this.#end - this.#start < length + 2) return undefined;
+        const body = this.#buffer.subarray(this.#start, this.#start + length);
         if (
-          this.#buffer[position.at + length] !== CR || this.#buffer[position.at + length + 1] !== LF
+          this.#buffer[this.#start + length] !== CR || this.#buffer[this.#start + length + 1] !== LF
         ) {
           throw new RespProtocolError("bulk string without its CRLF");
         }
-        position.at += length + 2;
-        return this.#decoder.decode(body);
-      }
-      case "*": {
-        const count = this.#integer(rest);
-        if (count === -1) return null;
-        if (count < 0) throw new RespProtocolError(`bad array length ${rest}`);
-        const items: RespReply[] = [];
-        for (let i = 0; i < count; i++) {
-          const item = this.#parse(position);
-          if (item === INCOMPLETE) return INCOMPLETE;
-          items.push(item);
+        value = this.#decoder.decode(body);
+        this.#take(length + 2);
+        this.#bulk = -1;
+      } else {
+        const line = this.#line();
+        if (line === undefined) return undefined;
+        const type = line[0];
+        const rest = line.slice(1);
+        if (type === "+") {
+          value = rest;
+        } else if (type === "-") {
+          value = new RespError(rest);
+        } else if (type === ":") {
+          value = this.#integer(rest);
+        } else if (type === "$") {
+          const length = this.#integer(rest);
+          if (length < -1) throw new RespProtocolError(`bad bulk length ${rest}`);
+          if (length > this.maxReply || this.#taken + length + 2 > this.#limit) this.#over();
+          if (length >= 0) {
+            this.#bulk = length;
+            continue;
+          }
+          value = null;
+        } else if (type === "*") {
+          const count = this.#integer(rest);
+          if (count < -1) throw new RespProtocolError(`bad array length ${rest}`);
+          if (count > 0) {
+            this.#open.push({ items: [], count });
+            continue;
+          }
+          value = count === 0 ? [] : null;
+        } else {
+          throw new RespProtocolError(`not a RESP reply (type byte ${JSON.stringify(type ?? "")})`);
         }
-        return items;
       }
-      default:
-        throw new RespProtocolError(`not a RESP reply (type byte ${JSON.stringify(type ?? "")})`);
+      // The value is the reply, or an item of the innermost open array, which it may complete (and so on out).
+      for (;;) {
+        const array = this.#open.at(-1);
+        if (!array) {
+          this.#taken = 0;
+          return value;
+        }
+        array.items.push(value);
+        if (array.items.length < array.count) break;
+        this.#open.pop();
+        value = array.items;
+      }
     }
   }
 
-  /** The text of the line at `position` (without CRLF), moving past it. */
-  #line(position: { at: number }): string | typeof INCOMPLETE {
-    for (let i = position.at; i + 1 < this.#end; i++) {
+  /** The text of the line at #start (without CRLF), taken; undefined while its CRLF has not arrived. */
+  #line(): string | undefined {
+    for (let i = this.#start + Math.max(this.#searched - 1, 0); i + 1 < this.#end; i++) {
       if (this.#buffer[i] === CR && this.#buffer[i + 1] === LF) {
-        const text = this.#decoder.decode(this.#buffer.subarray(position.at, i));
-        position.at = i + 2;
+        const text = this.#decoder.decode(this.#buffer.subarray(this.#start, i));
+        this.#take(i + 2 - this.#start);
         return text;
       }
     }
-    return INCOMPLETE;
+    this.#searched = this.#end - this.#start;
+    if (this.#taken + this.#searched > this.#limit) this.#over();
+    return undefined;
+  }
+
+  #take(count: number): void {
+    this.#start += count;
+    this.#taken += count;
+    this.#searched = 0;
+    if (this.#taken > this.#limit) this.#over();
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+  }
+
+  #over(): never {
+    throw new RespProtocolError(`reply over ${this.maxReply} bytes`);
   }
 
   #integer(text: string): number {
     if (!/^-?\d{1,15}$/.test(text)) {
-      throw new RespProtocolError(`bad integer ${JSON.stringify(text)}`);
+      throw new RespProtocolError(`bad integer ${JSON.stringify(text.slice(0, 20))}`);
     }
     return Number(text);
   }
@@ -187,24 +228,43 @@ export interface RedisOptions {
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 2000;
 
+/** A command got no reply in time. */
+class NoAnswer extends Error {}
+
 interface PendingCommand {
   resolve(reply: RespReply): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** What a link talks over: a Deno TCP connection, or a node:tls socket (see RedisClient #connectTls). */
+type LinkConn = ByteStream & { unref(): void };
+
+/** A node:tls socket as a link's connection. */
+class NodeTlsConn extends NodeSocketStream {
+  constructor(readonly tlsSocket: tls.TLSSocket) {
+    super(tlsSocket);
+  }
+
+  unref(): void {
+    this.tlsSocket.unref();
+  }
+}
+
 /** One open connection: commands written in order, replies matched to them in order. */
 class RedisLink {
-  readonly #conn: Deno.Conn;
+  readonly #conn: LinkConn;
   readonly #parser: RespParser;
   readonly #pending: PendingCommand[] = [];
   readonly #commandTimeoutMs: number;
   readonly #onFail: (link: RedisLink) => void;
   #writes: Promise<void> = Promise.resolve();
   failure: Error | undefined;
+  /** True once a reply has come: the peer speaks RESP. */
+  answered = false;
 
   constructor(
-    conn: Deno.Conn,
+    conn: LinkConn,
     options: { maxReply: number; commandTimeoutMs: number },
     onFail: (link: RedisLink) => void,
   ) {
@@ -221,7 +281,7 @@ class RedisLink {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new Error(`no answer within ${this.#commandTimeoutMs} ms`)),
+        () => this.fail(new NoAnswer(`no answer within ${this.#commandTimeoutMs} ms`)),
         this.#commandTimeoutMs,
       );
       this.#pending.push({ resolve, reject, timer });
@@ -261,6 +321,7 @@ class RedisLink {
         for (let reply = this.#parser.next(); reply !== undefined; reply = this.#parser.next()) {
           const command = this.#pending.shift();
           if (!command) throw new RespProtocolError("a reply to no command");
+          this.answered = true;
           clearTimeout(command.timer);
           command.resolve(reply);
         }
@@ -326,6 +387,11 @@ export class RedisClient {
     this.#connecting ??= this.#open().then(
       (link) => {
         this.#connecting = undefined;
+        // Closed while connecting: the new connection is not kept.
+        if (this.#closed) {
+          link.fail(new Error("client closed"));
+          throw link.failure;
+        }
         this.#backoffMs = 0;
         this.#link = link;
         return link;
@@ -343,23 +409,27 @@ export class RedisClient {
 
   async #open(): Promise<RedisLink> {
     const { hostname, port, tls, password, db, connectTimeoutMs } = this.#options;
-    const connecting = tls ? Deno.connectTls({ hostname, port }) : Deno.connect({ hostname, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
-        connectTimeoutMs,
-      );
-    });
-    let conn: Deno.Conn;
-    try {
-      conn = await Promise.race([connecting, timeout]);
-    } catch (error) {
-      // A connect that completes after the timeout is closed, not leaked.
-      connecting.then((late) => late.close(), () => {});
-      throw new Error(`cannot connect: ${(error as Error).message}`);
-    } finally {
-      clearTimeout(timer);
+    let conn: LinkConn;
+    if (tls) {
+      conn = await this.#connectTls();
+    } else {
+      const connecting = Deno.connect({ hostname, port });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no connection within ${connectTimeoutMs} ms`)),
+          connectTimeoutMs,
+        );
+      });
+      try {
+        conn = await Promise.race([connecting, timeout]);
+      } catch (error) {
+        // A connect that completes after the timeout is closed, not leaked.
+        connecting.then(closeQuietly, () => {});
+        throw new Error(`cannot connect: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
     }
     const link = new RedisLink(conn, this.#options, (failed) => {
       if (this.#link === failed) this.#link = undefined;
@@ -381,8 +451,50 @@ export class RedisClient {
       if (link.failure) throw link.failure;
     } catch (error) {
       link.fail(error as Error);
+      // A TLS-only Redis drops a plain connection without a word.
+      if (!tls && !link.answered && !(error instanceof NoAnswer)) {
+        throw new Error(`${(error as Error).message} (no answer at all: is that port TLS-only?)`);
+      }
       throw error;
     }
     return link;
+  }
+
+  /**
+   * A TLS connection, handshake done, within the connect time; verified against the same roots as Deno's own
+   * TLS (plus `DENO_CERT`). node:tls, not Deno.connectTls: a Deno TLS connection whose handshake never
+   * completes (a plain Redis waits for a line end that a ClientHello lacks) keeps its socket after close() until
+   * the peer closes it, one more on every try; a node socket lets it go on destroy().
+   */
+  #connectTls(): Promise<LinkConn> {
+    const { hostname, port, connectTimeoutMs } = this.#options;
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host: hostname,
+        port,
+        ...(isIP(hostname) ? {} : { servername: hostname }),
+      });
+      let connected = false;
+      const fail = (message: string) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(new Error(`cannot connect: ${message}`));
+      };
+      const timer = setTimeout(() =>
+        fail(
+          connected
+            ? `no TLS handshake within ${connectTimeoutMs} ms (is that port plain, without TLS?)`
+            : `no connection within ${connectTimeoutMs} ms`,
+        ), connectTimeoutMs);
+      const onError = (error: Error) =>
+        fail(connected ? `TLS handshake failed: ${error.message}` : error.message);
+      socket.once("error", onError);
+      socket.once("connect", () => connected = true);
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        socket.removeListener("error", onError);
+        resolve(new NodeTlsConn(socket));
+      });
+    });
   }
 }

@@ -17,16 +17,42 @@ export function tokenHash(token: string): string {
 }
 
 /**
- * A request target for a log line: the value of every `token=` query parameter replaced by its hash (of the
- * decoded value, the one token plugins see); everything else as sent.
+ * A request target for a log line: every `token` query parameter becomes `token=` and the hash of its value (of the
+ * token a plugin sees: the name and value decoded, a trailing newline dropped, as lib/plugins.ts `requestToken`
+ * reads it), however the request spells the name (`%74oken=`); everything else as sent. A fragment is split the
+ * same way: a token there is not used, but is still a secret.
  */
 export function redactTokens(target: string): string {
   const question = target.indexOf("?");
   if (question === -1) return target;
-  const query = target.slice(question + 1).split("&").map((part) => {
-    if (!part.startsWith("token=")) return part;
-    const decoded = new URLSearchParams(part).get("token") ?? "";
-    return `token=${tokenHash(decoded)}`;
+  const rest = target.slice(question + 1).replace(/[^&#]+/g, (part) => {
+    if (!part.includes("=")) return part;
+    const [entry] = new URLSearchParams(part);
+    if (entry?.[0] !== "token") return part;
+    return `token=${tokenHash(entry[1].replace(/[\r\n]+$/, ""))}`;
   });
-  return `${target.slice(0, question)}?${query.join("&")}`;
+  return `${target.slice(0, question + 1)}${rest}`;
+}
+
+/**
+ * `text` with the secret's characters replaced by `name` wherever they show: whole, or cut (a server quoting the
+ * start of what it got), or in pieces (a server that replaced some characters, as Redis does CR and LF in its
+ * error lines). A run of text is hidden when each of its characters is inside a copy of some 6-character piece of
+ * the secret (of the whole secret, if shorter).
+ */
+export function hideSecret(text: string, secret: string, name: string): string {
+  if (secret === "") return text;
+  const width = Math.min(secret.length, 6);
+  const pieces = new Set<string>();
+  for (let i = 0; i + width <= secret.length; i++) pieces.add(secret.slice(i, i + width));
+  const hidden = new Uint8Array(text.length);
+  for (let i = 0; i + width <= text.length; i++) {
+    if (pieces.has(text.slice(i, i + width))) hidden.fill(1, i, i + width);
+  }
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    if (!hidden[i]) out += text[i];
+    else if (i === 0 || !hidden[i - 1]) out += name;
+  }
+  return out;
 }

@@ -9,6 +9,7 @@
 import { resolve } from "node:path";
 import { parseTokenTarget } from "./plugins.ts";
 import { RedisClient, RespError } from "./redis.ts";
+import { hideSecret, tokenHash } from "./secrets.ts";
 import type { TargetSpec } from "./settings.ts";
 
 /** What a TokenRedis source names. The password is given, or read from the file an `@` names. */
@@ -174,14 +175,23 @@ export async function redisTokens(
   return {
     name: "TokenRedis",
     async lookup(token) {
+      const key = prefix + token;
+      // Redis's words may quote the key: "ERR unknown command 'GET', with args beginning with: 'ns:...'" where
+      // GET is renamed away. The log names the token by its hash, never in clear (secrets.ts).
+      const failure = (why: string) =>
+        new Error(
+          `Redis ${client.address}: ${
+            hideSecret(hideSecret(why, key, tokenHash(token)), token, tokenHash(token))
+          }`,
+        );
       let reply;
       try {
-        reply = await client.command(["GET", prefix + token]);
+        reply = await client.command(["GET", key]);
       } catch (error) {
-        throw new Error(`Redis ${client.address}: ${(error as Error).message}`);
+        throw failure((error as Error).message);
       }
       if (reply === null) return undefined;
-      if (reply instanceof RespError) throw new Error(`Redis ${client.address}: ${reply.message}`);
+      if (reply instanceof RespError) throw failure(reply.message);
       const target = typeof reply === "string" ? redisTarget(reply) : undefined;
       if (!target) {
         throw new Error(

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { makeCerts } from "../helpers/certs.ts";
 import { ProxyProcess } from "../helpers/proxy.ts";
 import { RedisServer, redisTest } from "../helpers/redis.ts";
+import { openFiles } from "../helpers/system.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
+import { RawClient, upgradeRequest } from "../helpers/raw_client.ts";
 import { waitFor } from "../helpers/waits.ts";
 import { writeAll } from "../../lib/io.ts";
 
@@ -193,5 +195,203 @@ Deno.test("TokenRedis: a malformed source, or an unreadable password file, stops
     const status = await proxy.status();
     assert.notEqual(status.code, 0, source);
     assert.match(proxy.stderr, reason);
+  }
+});
+
+/** The status line the proxy answers `request` (a raw head) with, or "closed" when it closes without one. */
+async function statusLine(port: number, request: string): Promise<string> {
+  const client = await RawClient.connect(port);
+  try {
+    return (await client.request(request)).split("\r\n")[0];
+  } catch {
+    return "closed";
+  } finally {
+    client.conn.close();
+  }
+}
+
+redisTest(
+  "TokenRedis: a token reaches Redis as one key however it is spelled, and the log (-v) never in clear",
+  async () => {
+    const redis = await RedisServer.start();
+    const one = namedTarget("one");
+    const monitor = redis.monitor();
+    const proxy = new ProxyProcess([
+      "-v",
+      "127.0.0.1:0",
+      "--token-plugin=TokenRedis",
+      `--token-source=127.0.0.1:${redis.port}::"${redis.password}":ns`,
+    ]);
+    try {
+      const port = await proxy.port();
+      await waitFor(() => monitor.text().includes("OK"), 3000, "MONITOR started");
+      const injected = "SECRETD1\r\n*1\r\n$8\r\nFLUSHALL\r\nx";
+      const long = "SECRETF1" + "x".repeat(30000); // the head stays under the 32 KiB cap
+      for (
+        const key of [
+          "SECRETA1",
+          "SECRETB1?tail",
+          "SECRETC1",
+          injected,
+          long,
+          "SECRETG1",
+          "SECRETH1",
+        ]
+      ) {
+        await redis.cli(["SET", `ns:${key}`, `127.0.0.1:${one.port}`]);
+      }
+      const upgrade = (path: string) => upgradeRequest({}, path);
+      const cases: [string, string][] = [
+        [upgrade("/?%74oken=SECRETA1"), "HTTP/1.1 101"], // the name percent-encoded
+        [upgrade("/?token=SECRETB1?tail"), "HTTP/1.1 101"], // a '?' in the token
+        [upgrade("/?a=1&tok%65n=SECRETC1"), "HTTP/1.1 101"],
+        [upgrade(`/?token=${encodeURIComponent(injected)}`), "HTTP/1.1 101"], // CRLF and RESP inside
+        [upgrade(`/?token=${long}`), "HTTP/1.1 101"],
+        [upgrade("/?token=&token=SECRETG1"), "HTTP/1.1 101"], // a blank token= is skipped
+        [upgrade("/?token=SECRETE1%FF%00"), "closed"], // not valid UTF-8, a NUL: not found
+        [upgrade("/?token=SECRET E1"), "HTTP/1.1 400"], // an unencoded space: a bad request line
+        ["GET /?%74oken=SECRETH1 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 405"], // no upgrade
+      ];
+      for (const [request, expected] of cases) {
+        assert.equal(
+          (await statusLine(port, request)).slice(0, expected.length),
+          expected,
+          request.slice(0, 60),
+        );
+      }
+      await waitFor(() => /"GET" "ns:SECRETE1/.test(monitor.text()), 3000, "the last GET");
+      // Redis got each token as one key (MONITOR writes the arguments quoted, escaped), and nothing else.
+      const gets = monitor.text().split("\n").filter((line) => line.includes('"GET"'));
+      assert.equal(gets.length, 7, gets.join("\n").slice(0, 2000));
+      assert.ok(gets.some((line) => line.endsWith(`"GET" "ns:SECRETE1\\xef\\xbf\\xbd\\x00"`)));
+      assert.ok(gets.some((line) => line.includes(`"GET" "ns:SECRETB1?tail"`)));
+      assert.doesNotMatch(monitor.text(), /"FLUSHALL"/);
+      assert.equal(await redis.cli(["DBSIZE"]), "7");
+      // The log names tokens by their hash only: request lines, Path lines, the 400 reason, the not-found line.
+      await waitFor(
+        () => /Token #[0-9a-f]{8} not found/.test(proxy.stderr),
+        3000,
+        "not-found line",
+      );
+      await waitFor(() => /code 400/.test(proxy.stderr), 3000, "the 400 line");
+      assert.match(proxy.stderr, /Path: '\/\?token=#[0-9a-f]{8}'/);
+      assert.doesNotMatch(proxy.stderr, /SECRET/);
+    } finally {
+      await monitor.stop();
+      await proxy.stop();
+      await redis.remove();
+      await one.close();
+    }
+  },
+);
+
+redisTest(
+  "TokenRedis: a Redis error that quotes the key (GET renamed away) names the token by its hash",
+  async () => {
+    // Redis answers an unknown command with its first arguments: "ERR unknown command 'GET', with args beginning
+    // with: 'ns:<token>'" (cut at 128 characters).
+    const redis = await RedisServer.start({ args: ["--rename-command", "GET", ""] });
+    const proxy = new ProxyProcess([
+      "127.0.0.1:0",
+      "--token-plugin=TokenRedis",
+      `--token-source=127.0.0.1:${redis.port}::"${redis.password}":ns`,
+    ]);
+    try {
+      const port = await proxy.port();
+      assert.equal(await session(port, "SECRET-short-1"), "refused");
+      assert.equal(await session(port, "SECRET-long-" + "y".repeat(300)), "refused");
+      await waitFor(
+        () => proxy.stderr.split("unknown command").length > 2,
+        3000,
+        "two lookup failures",
+      );
+      assert.match(proxy.stderr, /token lookup failed: Redis [^:]+:\d+: ERR unknown command 'GET'/);
+      assert.doesNotMatch(proxy.stderr, /SECRET|yyyyyy/);
+    } finally {
+      await proxy.stop();
+      await redis.remove();
+    }
+  },
+);
+
+redisTest(
+  "TokenRedis: Redis restarted under 200 concurrent sessions: no crash, no hang, open files back to idle, sessions resume",
+  async () => {
+    const redis = await RedisServer.start();
+    const one = namedTarget("one");
+    const proxy = new ProxyProcess([
+      "127.0.0.1:0",
+      "--token-plugin=TokenRedis",
+      `--token-source=127.0.0.1:${redis.port}::"${redis.password}"`,
+    ]);
+    try {
+      const port = await proxy.port();
+      await redis.cli(["SET", "desk", `127.0.0.1:${one.port}`]);
+      assert.equal(await session(port, "desk"), "one");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const idle = openFiles(proxy.child.pid);
+      let running = true;
+      const answers = new Map<string, number>();
+      const workers = Array.from({ length: 200 }, async () => {
+        while (running) {
+          const answer = await session(port, "desk");
+          answers.set(answer, (answers.get(answer) ?? 0) + 1);
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await redis.restart();
+      await redis.cli(["SET", "desk", `127.0.0.1:${one.port}`]);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      running = false;
+      await Promise.all(workers);
+      assert.equal(answers.get("timeout"), undefined, "no session hangs");
+      assert.ok((answers.get("one") ?? 0) > 200, JSON.stringify([...answers]));
+      assert.equal(await session(port, "desk"), "one", "sessions resume");
+      await waitFor(() => openFiles(proxy.child.pid) <= idle, 5000, "open files back to idle");
+      assert.equal(proxy.exited, false);
+      assert.doesNotMatch(proxy.stderr, /Uncaught|unhandled|panic|handler exception/i);
+    } finally {
+      await proxy.stop();
+      await redis.remove();
+      await one.close();
+    }
+  },
+);
+
+Deno.test("TokenRedis: SIGTERM while lookups wait on a Redis that does not answer: the proxy exits at once", async () => {
+  // Answers the connection's setup (CLIENT SETNAME, PING at start), then never again.
+  const silent = new TcpTarget(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    for (let answered = 0; answered < 2;) {
+      const count = await conn.read(buffer);
+      if (count === null) return;
+      const commands = new TextDecoder().decode(buffer.subarray(0, count)).match(/^\*/gm) ?? [];
+      await conn.write(new TextEncoder().encode("+OK\r\n".repeat(commands.length)));
+      answered += commands.length;
+    }
+    while ((await conn.read(buffer)) !== null) { /* silent */ }
+  });
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    "--token-plugin=TokenRedis",
+    `--token-source=127.0.0.1:${silent.port}`,
+  ]);
+  const clients: Deno.Conn[] = [];
+  try {
+    const port = await proxy.port();
+    for (let i = 0; i < 20; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      clients.push(conn);
+      await writeAll(conn, new TextEncoder().encode(upgradeRequest({}, "/?token=desk")));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = performance.now();
+    const status = await proxy.stop();
+    assert.equal(status.code, 0);
+    assert.ok(performance.now() - started < 1500, `${Math.round(performance.now() - started)} ms`);
+  } finally {
+    for (const conn of clients) conn.close();
+    await proxy.stop();
+    await silent.close();
   }
 });

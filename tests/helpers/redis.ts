@@ -52,14 +52,21 @@ export class RedisServer {
     readonly password: string,
     readonly dir: string,
     readonly tls: RedisTls | undefined,
+    readonly args: string[],
   ) {}
 
-  /** Starts redis-server and waits until it accepts connections. */
+  /** Starts redis-server (with more `args`, e.g. `--rename-command`) and waits until it accepts connections. */
   static async start(
-    options: { password?: string; tls?: RedisTls } = {},
+    options: { password?: string; tls?: RedisTls; args?: string[] } = {},
   ): Promise<RedisServer> {
     const dir = await Deno.makeTempDir({ prefix: "websockify-redis-" });
-    const server = new RedisServer(freePort(), options.password ?? "s3cret:pw", dir, options.tls);
+    const server = new RedisServer(
+      freePort(),
+      options.password ?? "s3cret:pw",
+      dir,
+      options.tls,
+      options.args ?? [],
+    );
     await server.#spawn();
     return server;
   }
@@ -101,6 +108,7 @@ export class RedisServer {
         this.dir,
         "--daemonize",
         "no",
+        ...this.args,
       ],
       stdin: "null",
       stdout: "piped",
@@ -147,6 +155,44 @@ export class RedisServer {
       );
     }
     return text;
+  }
+
+  /** Starts `redis-cli MONITOR`: every command the server runs, as it shows them (arguments quoted, escaped). */
+  monitor(): { text(): string; stop(): Promise<void> } {
+    const tlsArgs = this.tls ? ["--tls", "--cacert", this.tls.ca] : [];
+    const child = new Deno.Command("redis-cli", {
+      args: [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(this.port),
+        ...tlsArgs,
+        "--no-auth-warning",
+        "-a",
+        this.password,
+        "MONITOR",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    let text = "";
+    const decoder = new TextDecoder();
+    const reading = (async () => {
+      for await (const chunk of child.stdout) text += decoder.decode(chunk, { stream: true });
+    })();
+    return {
+      text: () => text,
+      async stop() {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // already gone
+        }
+        await deadline(child.status, 5000, "redis-cli MONITOR exit");
+        await deadline(reading, 5000, "redis-cli MONITOR output");
+      },
+    };
   }
 
   /** The connections named `name` (CLIENT SETNAME) that the server holds now. */

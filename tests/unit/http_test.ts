@@ -35,6 +35,18 @@ Deno.test("request heads: parsing, repeated headers, bad syntax", () => {
   }
 });
 
+Deno.test("a bad request line names its token by the hash (the message is logged)", () => {
+  // A client that does not encode the space in its token sends four words: a 400 whose reason quoted the line.
+  assert.throws(
+    () => parseRequestHead(text("GET /websockify?token=desk secret-42 HTTP/1.1\r\n\r\n")),
+    (error: Error) => {
+      assert.match(error.message, /^Bad request syntax \("GET \/websockify\?token=#[0-9a-f]{8}/);
+      assert.doesNotMatch(error.message, /desk|secret-42/);
+      return true;
+    },
+  );
+});
+
 Deno.test("findHeadEnd handles CRLF and bare LF, and resumes from an offset", () => {
   assert.equal(findHeadEnd(text("GET / HTTP/1.1\r\n\r\nrest")), 18);
   assert.equal(findHeadEnd(text("GET / HTTP/1.1\n\nrest")), 16);

@@ -57,6 +57,18 @@ Deno.test("token from ?token= or the Host header", () => {
   assert.equal(requestToken(request("/", {}), true), undefined);
 });
 
+Deno.test("token from the query as Python's parse_qs reads it: all after the first '?', blank values skipped", () => {
+  // A '?' inside the token is the token's ('?token=a?b' is 'a?b' in Python, not 'a').
+  assert.equal(requestToken(request("/?token=abc?def"), false), "abc?def");
+  // parse_qs drops blank values: an empty token= is no token, and a later one is used.
+  assert.equal(requestToken(request("/?token=&token=b"), false), "b");
+  assert.equal(requestToken(request("/?token="), false), undefined);
+  assert.equal(requestToken(request("/?token"), false), undefined);
+  // Names are decoded too, and the fragment is not part of the query.
+  assert.equal(requestToken(request("/?%74oken=x"), false), "x");
+  assert.equal(requestToken(request("/?token=x#y&token=z"), false), "x");
+});
+
 Deno.test("BasicHTTPAuth and ExpectOrigin decisions (websockify's test vectors)", () => {
   const basic = createAuthPlugin("BasicHTTPAuth", "Aladdin:open sesame");
   const context = (headers: Record<string, string>) => ({

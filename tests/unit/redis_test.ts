@@ -7,8 +7,11 @@ import {
   redisTarget,
   splitSourceFields,
 } from "../../lib/tokenredis.ts";
+import { makeCerts } from "../helpers/certs.ts";
 import { RedisServer, redisTest } from "../helpers/redis.ts";
 import { TcpTarget } from "../helpers/targets.ts";
+import { writeAll } from "../../lib/io.ts";
+import { waitFor } from "../helpers/waits.ts";
 
 Deno.test("TokenRedis source fields split as Python's parse_source_args does (its own table)", () => {
   const table: [string, string[]][] = [
@@ -177,6 +180,48 @@ Deno.test("RESP: a reply over the bound, or bytes that are not RESP, are errors 
   assert.throws(() => badLength.next(), /bad integer/);
 });
 
+Deno.test("RESP: a reply that arrives a few bytes at a time is parsed in one pass, however long or deep", () => {
+  // A hostile or broken server decides how its reply is cut into reads. Re-parsing the reply from its first byte
+  // on every read made 6,000 array items in 4-byte reads cost 7 s of CPU (the event loop blocked all along) and
+  // a 60 KB line in 1-byte reads 2 s; nesting 15,000 arrays deep overflowed the stack.
+  const encode = (text: string) => new TextEncoder().encode(text);
+  const cases: [string, Uint8Array, number, (reply: unknown) => boolean][] = [
+    [
+      "6,000 items in 4-byte reads",
+      encode("*6000\r\n" + ":7\r\n".repeat(6000)),
+      4,
+      (reply) => Array.isArray(reply) && reply.length === 6000 && reply[5999] === 7,
+    ],
+    [
+      "a 60 KB line in 1-byte reads",
+      encode("+" + "a".repeat(60000) + "\r\n"),
+      1,
+      (reply) => typeof reply === "string" && reply.length === 60000,
+    ],
+    [
+      "15,000 nested arrays",
+      encode("*1\r\n".repeat(15000) + ":1\r\n"),
+      1000,
+      (reply) => Array.isArray(reply),
+    ],
+  ];
+  for (const [name, wire, step, check] of cases) {
+    const parser = new RespParser(65536);
+    const replies: unknown[] = [];
+    const started = performance.now();
+    for (let at = 0; at < wire.length; at += step) {
+      parser.push(wire.subarray(at, at + step));
+      for (let reply = parser.next(); reply !== undefined; reply = parser.next()) {
+        replies.push(reply);
+      }
+    }
+    const elapsed = performance.now() - started;
+    assert.equal(replies.length, 1, name);
+    assert.ok(check(replies[0]), name);
+    assert.ok(elapsed < 1000, `${name}: ${Math.round(elapsed)} ms`);
+  }
+});
+
 redisTest(
   "RedisClient: one connection carries many concurrent commands, with AUTH, SELECT and its name",
   async () => {
@@ -301,3 +346,164 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisClient: TLS against a plain Redis, an untrusted certificate, or plain against a TLS-only Redis: a clear reason, in bounded time",
+  async () => {
+    const certs = await makeCerts();
+    const plain = await RedisServer.start();
+    const tlsOnly = await RedisServer.start({
+      tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca },
+    });
+    const attempt = async (port: number, tls: boolean, password: string) => {
+      const client = new RedisClient({
+        hostname: "localhost",
+        port,
+        tls,
+        password,
+        db: 0,
+        connectTimeoutMs: 500,
+      });
+      const started = performance.now();
+      try {
+        await client.command(["GET", "x"]);
+        return { message: "answered", ms: performance.now() - started };
+      } catch (error) {
+        return { message: (error as Error).message, ms: performance.now() - started };
+      } finally {
+        client.close();
+      }
+    };
+    try {
+      // A plain Redis waits for a line end that a ClientHello does not have: the handshake never completes.
+      const tlsToPlain = await attempt(plain.port, true, plain.password);
+      assert.match(tlsToPlain.message, /no TLS handshake within 500 ms/);
+      assert.ok(tlsToPlain.ms < 1500, `${Math.round(tlsToPlain.ms)} ms`);
+      // The test CA is not trusted by this process (no DENO_CERT).
+      const untrusted = await attempt(tlsOnly.port, true, tlsOnly.password);
+      assert.match(untrusted.message, /TLS handshake failed: .*certificate/i);
+      // A TLS-only Redis drops a plain connection without a word.
+      const plainToTls = await attempt(tlsOnly.port, false, tlsOnly.password);
+      assert.match(plainToTls.message, /no answer at all: is that port TLS-only\?/);
+      assert.ok(plainToTls.ms < 1500, `${Math.round(plainToTls.ms)} ms`);
+    } finally {
+      await plain.remove();
+      await tlsOnly.remove();
+      await certs.remove();
+    }
+  },
+);
+
+redisTest("RedisClient: TLS tries against a plain Redis leave no connection behind", async () => {
+  // Deno's own TLS kept the socket of a handshake that never completed open after close(), until the peer
+  // closed it (a plain Redis never does): one more open connection on every try, while lookups kept coming.
+  const plain = await RedisServer.start();
+  const connected = async () =>
+    Number((await plain.cli(["INFO", "clients"])).match(/connected_clients:(\d+)/)![1]);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const client = new RedisClient({
+        hostname: "localhost",
+        port: plain.port,
+        tls: true,
+        db: 0,
+        connectTimeoutMs: 200,
+      });
+      await assert.rejects(client.command(["PING"]), /no TLS handshake within 200 ms/);
+      client.close();
+    }
+    // Only redis-cli asking.
+    let count = await connected();
+    for (let i = 0; i < 20 && count > 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      count = await connected();
+    }
+    assert.equal(count, 1, "connections left open on the Redis side");
+  } finally {
+    await plain.remove();
+  }
+});
+
+redisTest(
+  "RedisClient: closed while it connects, it keeps no connection (and the command fails)",
+  async () => {
+    const redis = await RedisServer.start();
+    try {
+      const client = new RedisClient({
+        hostname: "127.0.0.1",
+        port: redis.port,
+        tls: false,
+        password: redis.password,
+        db: 0,
+      });
+      const command = client.command(["PING"]);
+      client.close();
+      await assert.rejects(command, /client closed/);
+      let count = "";
+      for (let i = 0; i < 20 && count !== "1"; i++) {
+        if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+        count = (await redis.cli(["INFO", "clients"])).match(/connected_clients:(\d+)/)![1];
+      }
+      assert.equal(count, "1", "only redis-cli is connected");
+    } finally {
+      await redis.remove();
+    }
+  },
+);
+
+Deno.test("RedisClient against a broken or hostile server: each answer a clear error at once, and the next command reconnects", async () => {
+  // What the server sends in reply to GET (it answers the connection's first command, CLIENT SETNAME, with +OK).
+  const cases: [string, string | ((conn: Deno.Conn) => Promise<void>), RegExp | string][] = [
+    ["a huge bulk length", "$999999999\r\n", /protocol error: reply over 65536 bytes/],
+    ["an endless line", "+" + "a".repeat(70000), /protocol error: reply over 65536 bytes/],
+    // The command has its answer; the one after it answers nothing: the connection is dropped.
+    ["a reply to no command", "$3\r\nh:1\r\n+OK\r\n", "h:1"],
+    ["garbage", "HTTP/1.1 400 Bad Request\r\n\r\n", /protocol error: not a RESP reply/],
+    ["a RESP3 map", "%1\r\n+host\r\n+h:1\r\n", /not a RESP reply \(type byte "%"\)/],
+    ["a RESP3 set", "~1\r\n+a\r\n", /not a RESP reply \(type byte "~"\)/],
+    ["a RESP3 push", ">2\r\n+message\r\n+x\r\n", /not a RESP reply \(type byte ">"\)/],
+    ["a RESP3 null", "_\r\n", /not a RESP reply \(type byte "_"\)/],
+    ["a bulk string without its CRLF", "$1\r\nabc\r\n", /bulk string without its CRLF/],
+    [
+      "closing mid-reply",
+      async (conn) => {
+        await conn.write(new TextEncoder().encode("$10\r\nabc"));
+        conn.close();
+      },
+      /connection closed by Redis/,
+    ],
+  ];
+  for (const [name, reply, expected] of cases) {
+    let connections = 0;
+    let dropped = 0;
+    const server = new TcpTarget(async (conn) => {
+      connections++;
+      const buffer = new Uint8Array(4096);
+      await conn.read(buffer);
+      await conn.write(new TextEncoder().encode("+OK\r\n"));
+      if ((await conn.read(buffer)) === null) return;
+      try {
+        if (typeof reply === "string") await writeAll(conn, new TextEncoder().encode(reply));
+        else await reply(conn);
+        while ((await conn.read(buffer)) !== null) { /* until the client closes */ }
+      } finally {
+        dropped++;
+      }
+    });
+    const client = new RedisClient({ hostname: "127.0.0.1", port: server.port, tls: false, db: 0 });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const started = performance.now();
+        const command = client.command(["GET", "x"]);
+        if (typeof expected === "string") assert.equal(await command, expected, name);
+        else await assert.rejects(command, expected, name);
+        assert.ok(performance.now() - started < 1000, `${name}: at once`);
+        await waitFor(() => dropped === i + 1, 1000, `${name}: the connection dropped`);
+      }
+      assert.equal(connections, 2, `${name}: a connection that failed is not reused`);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  }
+});

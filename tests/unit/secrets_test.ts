@@ -1,6 +1,7 @@
 // Tokens in log lines: a short hash, never the token.
 import assert from "node:assert/strict";
-import { redactTokens, tokenHash } from "../../lib/secrets.ts";
+import { requestToken } from "../../lib/plugins.ts";
+import { hideSecret, redactTokens, tokenHash } from "../../lib/secrets.ts";
 
 Deno.test("tokenHash: # and the first 8 hex digits of the SHA-256 of the token's UTF-8", () => {
   // printf %s 'vm1' | sha256sum
@@ -19,4 +20,47 @@ Deno.test("redactTokens: every token= value becomes its hash (of the decoded tok
   );
   assert.equal(redactTokens("/?tokens=keep&xtoken=keep"), "/?tokens=keep&xtoken=keep");
   assert.equal(redactTokens("/?token="), `/?token=${tokenHash("")}`);
+});
+
+Deno.test("redactTokens: a token is hashed however the request spells its name, with the hash of the token looked up", () => {
+  const targets = [
+    "/?%74oken=SECRET1", // the name percent-encoded: the plugin reads it as token=
+    "/?a=1&tok%65n=SECRET1&b=2",
+    "/?token=SECRET1?more", // the token holds a '?'
+    "/?token=SECRET1#frag&token=SECRET2", // a fragment (raw clients send one)
+    "/?token=SECRET1%0A", // trailing newline, dropped from the token
+    "/?token=&token=SECRET1",
+    "/?token=SECRET1+x%20y",
+  ];
+  for (const target of targets) {
+    const redacted = redactTokens(target);
+    assert.doesNotMatch(redacted, /SECRET/, target);
+    const token = requestToken(
+      { method: "GET", target, version: "HTTP/1.1", headers: new Map() },
+      false,
+    );
+    assert.ok(token?.startsWith("SECRET1"), target);
+    assert.ok(
+      redacted.includes(tokenHash(token!)),
+      `${target} -> ${redacted}: the hash of ${JSON.stringify(token)} is ${tokenHash(token!)}`,
+    );
+  }
+});
+
+Deno.test("hideSecret: the secret whole, cut short or in pieces becomes its name; other text stays", () => {
+  const name = tokenHash("ns:desk-42-secret");
+  const hide = (text: string) => hideSecret(text, "ns:desk-42-secret", name);
+  assert.equal(
+    hide("ERR unknown command 'GET', with args beginning with: 'ns:desk-42-secret' "),
+    `ERR unknown command 'GET', with args beginning with: '${name}' `,
+  );
+  assert.equal(hide("args: 'ns:desk-42-se'"), `args: '${name}'`, "cut short");
+  assert.equal(hide("'ns:desk- 42-secret'"), `'${name} ${name}'`, "a character replaced");
+  assert.equal(hide("nothing of it, not even ns:de"), "nothing of it, not even ns:de");
+  assert.equal(hideSecret("key 'ab' and 'ab'", "ab", "#h"), "key '#h' and '#h'", "a short secret");
+  assert.equal(hideSecret("text", "", "#h"), "text");
+  // Bounded work whatever the sizes: a 64 KiB message and a 30 KB secret.
+  const started = performance.now();
+  hideSecret("x".repeat(65536), "y".repeat(30000), "#h");
+  assert.ok(performance.now() - started < 1000);
 });
