@@ -22,6 +22,7 @@ import { Logger } from "./lib/log.ts";
 import type { ServerPlugins } from "./lib/plugins.ts";
 import type { Settings } from "./lib/settings.ts";
 import { describeError } from "./lib/targets.ts";
+import { supervise, type WorkerRole, workerRole } from "./lib/workers.ts";
 
 const PROGRAM = "websockify";
 /** After a stop signal the process exits within this time, whatever a peer or program does. */
@@ -29,9 +30,10 @@ const HARD_STOP_MS = 8000;
 
 async function main(argv: string[]): Promise<number> {
   let command;
+  // Relative paths are the user's: `deno task` runs in the project's folder but says where it was started.
+  const startDir = Deno.env.get("INIT_CWD") || Deno.cwd();
   try {
-    // Relative paths are the user's: `deno task` runs in the project's folder but says where it was started.
-    command = parseCommandLine(argv, Deno.env.get("INIT_CWD") || Deno.cwd());
+    command = parseCommandLine(argv, startDir);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     console.error(`${USAGE}\n\n${PROGRAM}: error: ${error.message}`);
@@ -43,10 +45,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = new Logger();
   log.verbose = command.settings.verbose;
-  const inDaemon = Deno.env.get(DAEMON_ENV) !== undefined;
+  // A --workers worker: its supervisor checked, reported and daemonized; the worker only serves.
+  const role = workerRole();
+  const inDaemon = !role && Deno.env.get(DAEMON_ENV) !== undefined;
 
   // What can be checked before listening is checked now, with a clear message.
-  if (!inDaemon) { for (const note of command.settings.notes) log.warning(`note: ${note}`); }
+  if (!inDaemon && !role) {
+    for (const note of command.settings.notes) log.warning(`note: ${note}`);
+  }
   // Every path and address is tried before -D detaches: a mistake stops the start, naming the option.
   let prepared;
   try {
@@ -56,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
     return startupFailure(error);
   }
   const { settings, plugins } = prepared;
-  if (settings.daemon && !inDaemon) return await startDaemon(log);
+  if (settings.daemon && !inDaemon && !role) return await startDaemon(log);
   if (inDaemon) Deno.chdir("/");
 
   let closeSinks;
@@ -69,13 +75,23 @@ async function main(argv: string[]): Promise<number> {
     return error.exitCode;
   }
   try {
-    return await serve(settings, log, plugins);
+    if (settings.workers > 1 && !role) {
+      // The supervisor serves no connection: its plugins were loaded only to check them.
+      plugins.token?.close?.();
+      return await supervise(settings, log, reportDaemonStatus, startDir);
+    }
+    return await serve(settings, log, plugins, role);
   } finally {
     await closeSinks();
   }
 }
 
-async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): Promise<number> {
+async function serve(
+  settings: Settings,
+  log: Logger,
+  plugins: ServerPlugins,
+  role: WorkerRole | undefined,
+): Promise<number> {
   // Last line of defence: one connection's bug must never take the others down.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
@@ -90,7 +106,7 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
 
   let proxy: StartedProxy;
   try {
-    proxy = await startProxy(settings, log, plugins);
+    proxy = await startProxy(settings, log, plugins, role);
   } catch (error) {
     if (!(error instanceof StartFailure)) throw error;
     reportDaemonStatus(`error: ${error.message}`);
@@ -102,7 +118,14 @@ async function serve(settings: Settings, log: Logger, plugins: ServerPlugins): P
   );
 
   let signals = 0;
+  let firstSignalAt = 0;
   const stop = (signal: string) => {
+    // A worker gets SIGTERM twice when a supervisor and the process group both send it (systemd's default
+    // KillMode, a terminal): one stop, not a drain cut short.
+    if (signals > 0 && signal === "SIGTERM" && role && performance.now() - firstSignalAt < 1000) {
+      return;
+    }
+    if (signals === 0) firstSignalAt = performance.now();
     // SIGTERM with --drain-timeout drains first; a second signal (or SIGINT) stops at once.
     const drain = signal === "SIGTERM" && signals === 0 ? settings.drainTimeout : 0;
     signals++;

@@ -18,6 +18,7 @@ import { DEFAULT_TIMEOUTS, ProxyServer } from "./server.ts";
 import type { Settings } from "./settings.ts";
 import { checkStartup, fsReason, resolveSettings } from "./startup.ts";
 import { describeError } from "./targets.ts";
+import { serveSnapshots, type WorkerRole } from "./workers.ts";
 import { chooseFreePort, preparePreloadLibrary, WrappedProgram } from "./wrap.ts";
 
 /** Why a proxy could not start, and the exit code the command line gives for it. */
@@ -124,10 +125,22 @@ export interface StartedProxy {
  * code 1) when it cannot listen, prepare wrap mode or write the pid file; nothing is left behind then.
  */
 export async function startProxy(
-  settings: Settings,
+  given: Settings,
   log: Logger,
   plugins: ServerPlugins,
+  role?: WorkerRole,
 ): Promise<StartedProxy> {
+  // A --workers worker: the port its supervisor chose, shared; the pid file and the metrics listener are the
+  // supervisor's (the worker answers for its metrics on its socket).
+  const settings: Settings = role && given.listen.kind === "tcp"
+    ? {
+      ...given,
+      listen: { ...given.listen, port: role.port, reusePort: true },
+      pidFile: undefined,
+      metricsListen: undefined,
+      daemon: false,
+    }
+    : given;
   let listener: Acceptor;
   try {
     listener = await openListener(settings.listen);
@@ -183,7 +196,17 @@ export async function startProxy(
   }
 
   let stopRequested = false;
-  const server = new ProxyServer(running, listener, log, DEFAULT_TIMEOUTS, plugins);
+  const server = new ProxyServer(
+    running,
+    listener,
+    log,
+    DEFAULT_TIMEOUTS,
+    plugins,
+    role ? { index: role.index, count: role.count } : undefined,
+  );
+  const snapshots = role
+    ? serveSnapshots(role.snapshotPath, () => server.metrics.snapshot())
+    : undefined;
   let metricsListener: MetricsListener | undefined;
   if (settings.metricsListen) {
     try {
@@ -204,7 +227,8 @@ export async function startProxy(
       );
     }
   }
-  server.logBanner();
+  // Workers: one banner (the first's) is enough.
+  if (!role || role.index === 0) server.logBanner();
   if (metricsListener) {
     const { hostname, port } = metricsListener.addr;
     log.info(
@@ -235,6 +259,7 @@ export async function startProxy(
   const finished = (async () => {
     await server.serve();
     await metricsListener?.close();
+    await snapshots?.shutdown();
     await wrapped?.stop();
     await library?.dispose();
     removePidFile();

@@ -268,6 +268,13 @@ export const OPTIONS: OptionDef[] = [
     help: "ping the client every SECONDS; close it after 2 unanswered (0: never)",
   },
   {
+    long: "workers",
+    takesValue: true,
+    metavar: "N",
+    help:
+      "N processes share the listen port (SO_REUSEPORT), supervised by this one; auto: one per CPU",
+  },
+  {
     long: "max-sessions",
     takesValue: true,
     metavar: "N",
@@ -394,6 +401,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       maxSessionsPerIp: given.seconds("max-sessions-per-ip"),
       maxHandshakesPerIp: given.seconds("max-handshakes-per-ip"),
       metricsListen: parseMetricsListen(given.value("metrics-listen")),
+      workers: parseWorkers(given, listen, target),
       drainTimeout: given.seconds("drain-timeout"),
       logFile: given.path("log-file"),
       syslog: given.value("syslog"),
@@ -448,6 +456,23 @@ class GivenOptions {
     }
     return Number(text);
   }
+}
+
+/** `--workers N|auto`, refused where several processes cannot serve (one process must hold the state). */
+function parseWorkers(given: GivenOptions, listen: ListenSpec, target: TargetSpec): number {
+  const text = given.value("workers");
+  if (text === undefined) return 0;
+  const count = text === "auto" ? navigator.hardwareConcurrency : Number(text);
+  if (!/^(\d+|auto)$/.test(text) || !Number.isInteger(count) || count < 1 || count > 256) {
+    throw new UsageError(`--workers '${text}': a number of processes (1 to 256) or auto`);
+  }
+  if (count === 1) return 0;
+  const refuse = (why: string) => new UsageError(`--workers cannot be used with ${why}`);
+  if (target.kind === "command") throw refuse("a wrapped program (one program binds the port)");
+  if (listen.kind === "inetd") throw refuse("--inetd (inetd hands over one socket)");
+  if (listen.kind === "unix") throw refuse("--unix-listen (SO_REUSEPORT is for TCP)");
+  if (given.flag("run-once")) throw refuse("--run-once (one session, one process)");
+  return count;
 }
 
 /** `--metrics-listen HOST:PORT` (a bare port is loopback: metrics are never public unless asked). */

@@ -31,8 +31,11 @@ export function reportDaemonStatus(status: string): void {
   Deno.env.delete(DAEMON_ENV);
 }
 
-/** The command that runs this program again: the executable itself, or `deno run` with the granted permissions. */
-function relaunchCommand(): string[] {
+/**
+ * The command that runs this program again: the executable itself, or `deno run` with the granted permissions
+ * (and `--unstable-net` when this run has it, or `unstableNet` asks for it: workers need SO_REUSEPORT).
+ */
+export function relaunchCommand(options: { unstableNet?: boolean } = {}): string[] {
   const exec = Deno.execPath();
   if (!/^deno(\.exe)?$/.test(basename(exec))) return [exec, ...Deno.args]; // a compiled executable
   const main = fileURLToPath(Deno.mainModule);
@@ -42,7 +45,7 @@ function relaunchCommand(): string[] {
   // Everything granted is --allow-all, which Deno requires for paths under /dev (--syslog=/dev/log).
   if (granted.length === names.length) args.push("--allow-all");
   else args.push(...granted.map((name) => `--allow-${name}`));
-  if ("listenDatagram" in Deno) args.push("--unstable-net");
+  if ("listenDatagram" in Deno || options.unstableNet) args.push("--unstable-net");
   const config = `${dirname(main)}/deno.json`;
   try {
     // The project's config and its lock, as `deno task start` runs it.

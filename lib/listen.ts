@@ -32,16 +32,23 @@ export async function openListener(spec: ListenSpec): Promise<Acceptor> {
     await Deno.chmod(spec.path, spec.mode);
     return listener;
   }
+  // SO_REUSEPORT (workers) is an unstable option of Deno.listen: the workers run with --unstable-net.
+  const listen = (hostname: string) =>
+    Deno.listen(
+      spec.reusePort
+        ? { hostname, port: spec.port, reusePort: true } as Deno.TcpListenOptions
+        : { hostname, port: spec.port },
+    );
   if (spec.hostname === "") {
     // Every interface: one dual-stack socket on "::" serves IPv4 and IPv6 alike; where IPv6 is off, IPv4 only.
     try {
-      return Deno.listen({ hostname: "::", port: spec.port });
+      return listen("::");
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) throw error;
-      return Deno.listen({ hostname: "0.0.0.0", port: spec.port });
+      return listen("0.0.0.0");
     }
   }
-  return Deno.listen({ hostname: spec.hostname, port: spec.port });
+  return listen(spec.hostname);
 }
 
 /** How long a server already at the socket path has to accept a probe connection. */

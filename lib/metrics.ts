@@ -75,6 +75,14 @@ export const METRIC_HELP: Record<
   process_open_fds: { type: "gauge", help: "Open file descriptors" },
   process_resident_memory_bytes: { type: "gauge", help: "Resident memory" },
   websockify_workers: { type: "gauge", help: "Processes whose metrics are summed here" },
+  websockify_worker_sessions_total: {
+    type: "counter",
+    help: "Sessions relayed, per worker (--workers)",
+  },
+  websockify_worker_restarts_total: {
+    type: "counter",
+    help: "Restarts of a worker that died, per worker (--workers)",
+  },
 };
 
 function newHistogram(buckets: number[]): HistogramState {
@@ -175,12 +183,12 @@ export function exposition(snapshot: MetricsSnapshot): string {
       ? snapshot.gauges[name]
       : undefined;
     const histogram = type === "histogram" ? snapshot.histograms[name] : undefined;
-    if (type !== "histogram" && series === undefined && type === "counter") {
+    if (series === undefined && type === "counter" && !name.startsWith("websockify_worker_")) {
       // A counter nobody counted yet is still shown, at 0 (dashboards need the series to exist).
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} 0`);
       continue;
     }
-    if (type === "histogram" && !histogram) continue;
+    if (type === "histogram" ? !histogram : series === undefined) continue;
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     if (histogram) {
       let cumulative = 0;

@@ -65,6 +65,7 @@ export class ProxyServer implements ServerContext {
   #served: Promise<void> | undefined;
   /** Every accepted connection counts (it numbers the --record files, as in Python). */
   #connectionCount = 0;
+  readonly #numbering: { index: number; count: number };
   #acceptingStopped = false;
 
   constructor(
@@ -73,7 +74,10 @@ export class ProxyServer implements ServerContext {
     log: Logger,
     timeouts: ServerTimeouts = DEFAULT_TIMEOUTS,
     plugins: ServerPlugins = {},
+    /** A --workers worker numbers its connections index+1, index+1+count, ... (unique --record files). */
+    numbering: { index: number; count: number } = { index: 0, count: 1 },
   ) {
+    this.#numbering = numbering;
     this.settings = settings;
     this.log = log;
     this.timeouts = timeouts;
@@ -261,7 +265,8 @@ export class ProxyServer implements ServerContext {
         this.log.info("accepting connections again");
         backoff = 0;
       }
-      this.#serveConnection(new Connection(this, conn, ++this.#connectionCount));
+      const number = this.#connectionCount++ * this.#numbering.count + this.#numbering.index + 1;
+      this.#serveConnection(new Connection(this, conn, number));
     }
     stopChecks();
     await Promise.all(this.#connections.values());

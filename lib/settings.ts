@@ -54,6 +54,11 @@ export type ListenSpec =
     readonly hostname: string;
     /** 0 picks a free port (the banner shows it). */
     readonly port: number;
+    /**
+     * SO_REUSEPORT, so that several processes share the port (a --workers worker).
+     * @default false
+     */
+    readonly reusePort?: boolean;
   }
   | {
     readonly kind: "unix";
@@ -284,6 +289,11 @@ export interface Settings {
    * @default 256
    */
   readonly maxHandshakesPerIp: number;
+  /**
+   * Worker processes sharing the listen port (SO_REUSEPORT), under this process; 0: this process serves alone.
+   * @default 0
+   */
+  readonly workers: number;
   /**
    * The separate listener for /metrics, /healthz and /readyz.
    * @default undefined (none)

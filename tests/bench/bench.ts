@@ -27,7 +27,7 @@ import { makeCerts, type TestCerts } from "../helpers/certs.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");
-/** `--only=throughput,tls,latency,handshakes,concurrency,stall` runs just those parts. */
+/** `--only=throughput,tls,latency,handshakes,concurrency,workers,stall` runs just those parts. */
 const ONLY = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 const MiB = 1024 * 1024;
@@ -35,6 +35,11 @@ const TRANSFER = (QUICK ? 64 : 512) * MiB;
 const MESSAGE = 64 * 1024;
 const IN_FLIGHT = 4 * MiB;
 const CONCURRENCY = QUICK ? [200] : [1000, 9000];
+/** --workers=2: past what one process holds (its open-file limit is 20,000 here, two per session). */
+const WORKER_CONCURRENCY = QUICK ? [200] : [9000, 12000];
+/** Parallel echo: this many sessions at once, each echoing PARALLEL_BYTES. */
+const PARALLEL_SESSIONS = 32;
+const PARALLEL_BYTES = (QUICK ? 2 : 16) * MiB;
 const PYTHON_MAX_CONNECTIONS = 1000; // one forked process per connection: 9,000 would not fit in memory
 const PYTHON_WEBSOCKIFY = "/usr/bin/websockify";
 /** `--compare=DIR`: another checkout of this project, measured as the "base" variants. */
@@ -51,7 +56,9 @@ type Variant =
   | "floor"
   | "deno-tls"
   | "python-tls"
-  | "base-tls";
+  | "base-tls"
+  /** This proxy with --workers=2. */
+  | "deno-workers";
 /** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
 let certs: TestCerts | undefined;
 const isTls = (variant: Variant) => variant.endsWith("-tls");
@@ -200,8 +207,13 @@ async function startProxy(
       "127.0.0.1:0",
       `127.0.0.1:${targetPort}`,
       ...tlsArgs,
+      ...(variant === "deno-workers" ? ["--workers=2"] : []),
     ]);
-    const match = await proc.waitFor(/Listen on 127\.0\.0\.1:(\d+)/);
+    const match = await proc.waitFor(
+      variant === "deno-workers"
+        ? /workers listening on 127\.0\.0\.1:(\d+)/
+        : /Listen on 127\.0\.0\.1:(\d+)/,
+    );
     return { port: Number(match[1]), proc };
   }
   const port = freePort();
@@ -503,6 +515,51 @@ async function measureConcurrency(variant: Exclude<Variant, "direct">, count: nu
       succeeded,
       kibPerConnection: (after - before) / Math.max(succeeded, 1),
     } satisfies ConcurrencyResult;
+  } finally {
+    for (const channel of channels) channel.close();
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+/**
+ * PARALLEL_SESSIONS sessions echo PARALLEL_BYTES each at the same time (64 KiB messages, at most 1 MiB in flight
+ * per session): the aggregate MB/s, and the proxy's CPU seconds per MB (all its processes).
+ */
+async function measureParallelEcho(variant: Variant): Promise<Throughput> {
+  const target = await startTarget("echo");
+  const proxy = await startProxy(variant, target.port);
+  const cpuRoot = proxy.proc?.child.pid ?? target.proc.child.pid;
+  const channels: Channel[] = [];
+  try {
+    for (let i = 0; i < PARALLEL_SESSIONS; i++) {
+      channels.push(await Channel.open(variant, proxy.port));
+    }
+    const cpuBefore = cpuSeconds(cpuRoot);
+    const started = performance.now();
+    await Promise.all(channels.map(async (channel) => {
+      const frame = channel.frame(new Uint8Array(MESSAGE).fill(0x42));
+      let received = 0;
+      let wake: (() => void) | undefined;
+      const reader = (async () => {
+        const buffer = new Uint8Array(256 * 1024);
+        while (received < PARALLEL_BYTES) {
+          const n = await channel.readPayload(buffer);
+          if (n === null) throw new Error("EOF during echo");
+          received += n;
+          wake?.();
+        }
+      })();
+      for (let sent = 0; sent < PARALLEL_BYTES; sent += MESSAGE) {
+        while (sent - received > MiB) await new Promise<void>((resolve) => wake = resolve);
+        await writeAll(channel.conn, frame);
+      }
+      await reader;
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = cpuSeconds(cpuRoot) - cpuBefore;
+    const mb = PARALLEL_SESSIONS * PARALLEL_BYTES / 1e6;
+    return { mbps: mb / seconds, cpu: cpu / seconds, mbPerCpuSecond: mb / Math.max(cpu, 0.01) };
   } finally {
     for (const channel of channels) channel.close();
     await proxy.proc?.stop();
@@ -846,6 +903,43 @@ async function main() {
     ], base ? ratio(deno.kibPerConnection, base.kibPerConnection) : "-");
   }
   results.concurrency = concurrency;
+
+  if (wanted("workers")) {
+    // --workers=2 against one process, in the same run: parallel echo, then sessions past one process's limit.
+    const parallel: Partial<Record<Variant, Throughput>> = {};
+    for (const variant of ["direct", "deno", "deno-workers", "python"] as const) {
+      parallel[variant] = await measureParallelEcho(variant);
+      console.error(`parallel echo ${variant}: ${JSON.stringify(parallel[variant])}`);
+    }
+    results.parallelEcho = parallel;
+    row([
+      `${PARALLEL_SESSIONS} parallel echo sessions, MB/s: 1 process (2 workers)`,
+      fmt(parallel.direct!.mbps),
+      `${fmt(parallel.deno!.mbps)} (${fmt(parallel["deno-workers"]!.mbps)})`,
+      fmt(parallel.python!.mbps),
+      `${ratio(parallel.deno!.mbps, parallel.python!.mbps)} (${
+        ratio(parallel["deno-workers"]!.mbps, parallel.python!.mbps)
+      })`,
+      `${ratio(parallel.deno!.mbps, parallel.direct!.mbps)} (${
+        ratio(parallel["deno-workers"]!.mbps, parallel.direct!.mbps)
+      })`,
+    ], "-");
+    const workers: Record<string, unknown> = {};
+    for (const count of WORKER_CONCURRENCY) {
+      const two = await measureConcurrency("deno-workers", count);
+      workers[count] = two;
+      console.error(`${count} connections, 2 workers: ${JSON.stringify(two)}`);
+      row([
+        `${count} connections, --workers=2: served (KiB per idle connection)`,
+        "-",
+        `${two.succeeded}/${count} (${fmt(two.kibPerConnection, 1)})`,
+        "-",
+        "-",
+        "-",
+      ], "-");
+    }
+    results.workersConcurrency = workers;
+  }
 
   if (!wanted("stall")) {
     finish(rows, results);

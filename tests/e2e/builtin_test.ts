@@ -54,7 +54,7 @@ Deno.test("built-in pages without --web: every file with its type, as on disk, E
   const target = echoTarget();
   const proxy = await startProxy([`127.0.0.1:${target.port}`]);
   try {
-    assert.equal(BUILTIN_FILES.size, 10);
+    assert.equal(BUILTIN_FILES.size, 13);
     for (const [name, file] of BUILTIN_FILES) {
       const path = `/websockify/${name}`;
       const reply = await get(proxy.port, path);
