@@ -152,6 +152,16 @@ export interface WebsockifyOptions {
   unixListenMode?: string;
   /** Connect to this unix socket. @default undefined */
   unixTarget?: string;
+  /**
+   * Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer, which gives the
+   * client's address; connections without one are refused. @default false
+   */
+  proxyProtocol?: boolean;
+  /**
+   * Send the target a PROXY protocol header with the client's address (a TCP or unix target, not an in-process
+   * one). @default undefined (none)
+   */
+  targetProxyProtocol?: "v1" | "v2";
   /** Serve the files of this folder on the same port. @default undefined */
   web?: string;
   /** The auth plugin applies to `web` requests too. @default false */
@@ -230,6 +240,8 @@ export const OPTION_FLAGS: {
   unixListen: "unix-listen",
   unixListenMode: "unix-listen-mode",
   unixTarget: "unix-target",
+  proxyProtocol: "proxy-protocol",
+  targetProxyProtocol: "target-proxy-protocol",
   web: "web",
   webAuth: "web-auth",
   fileOnly: "file-only",
@@ -280,6 +292,9 @@ export interface Websockify {
 export async function websockify(options: WebsockifyOptions): Promise<Websockify> {
   const parsed = parseCommandLine(commandLine(options), options.cwd ?? Deno.cwd());
   if (parsed.kind !== "run") throw new UsageError("help is for the command line");
+  if (typeof options.target === "function" && parsed.settings.targetProxyProtocol) {
+    throw new UsageError("targetProxyProtocol needs a TCP or unix target, not an in-process one");
+  }
   const log = new Logger(logSinks(options.log ?? "stderr"));
   const streamTarget = options.target;
   const given = typeof streamTarget === "function"

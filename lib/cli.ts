@@ -144,6 +144,12 @@ export const OPTIONS: OptionDef[] = [
     help: "with --ssl-target: also trust the CAs of FILE (targets with private certificates)",
   },
   {
+    long: "target-proxy-protocol",
+    takesValue: true,
+    metavar: "VERSION",
+    help: "send the target a PROXY protocol header (v1 or v2) with the client's address",
+  },
+  {
     long: "verify-client",
     takesValue: false,
     help: "require and verify a client certificate",
@@ -188,6 +194,13 @@ export const OPTIONS: OptionDef[] = [
     long: "inetd",
     takesValue: false,
     help: "inetd mode: standard input is the listening socket (no listen argument)",
+  },
+  {
+    long: "proxy-protocol",
+    takesValue: false,
+    help:
+      "connections start with a load balancer's PROXY protocol header (v1 or v2) naming the client; " +
+      "refused without one",
   },
   {
     long: "web",
@@ -381,7 +394,9 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     kind: "run",
     settings: {
       listen,
+      proxyProtocol: given.flag("proxy-protocol"),
       target: withTargetTls(given, target),
+      targetProxyProtocol: parseTargetProxyProtocol(given),
       wrapMode,
       tls,
       web,
@@ -738,6 +753,15 @@ function withTargetTls(given: GivenOptions, target: TargetSpec): TargetSpec {
     throw new UsageError("--ssl-target-cafile goes with --ssl-target");
   }
   return target;
+}
+
+/** `--target-proxy-protocol`: v1 or v2. */
+function parseTargetProxyProtocol(given: GivenOptions): "v1" | "v2" | undefined {
+  const version = given.value("target-proxy-protocol");
+  if (version === undefined) return undefined;
+  const versions = ["v1", "v2"] as const;
+  if (!isOneOf(versions, version)) throw invalidChoice("target-proxy-protocol", version, versions);
+  return version;
 }
 
 /** `6080`, `host:6080`, `[::1]:6080` or `::1:6080`. Port 0 picks a free port (the banner shows it). */

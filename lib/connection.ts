@@ -1,6 +1,7 @@
 /**
  * One connection's walk, top to bottom, around one context object (`Connection`):
  *
+ *   [--proxy-protocol: the load balancer's PROXY header, which names the client]
  *   first bytes (3 s) -> TLS on the same connection | Flash policy answer | plain (refused with --ssl-only)
  *     -> request head (one deadline from accept covers all of the above: 10 s)
  *        -> upgrade: session.ts (token -> auth -> 101 -> target -> relay -> summary)
@@ -16,6 +17,7 @@
 
 import { builtinName, serveBuiltin } from "./builtin.ts";
 import { Deadline, DeadlineExpired } from "./deadline.ts";
+import { formatHostPort } from "./hostport.ts";
 import {
   errorResponse,
   formatResponse,
@@ -30,6 +32,13 @@ import type { AddressCounter } from "./limits.ts";
 import { describeAddress, type Logger } from "./log.ts";
 import { label, type Metrics } from "./metrics.ts";
 import { type AuthRefusal, type Caller, sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
+import {
+  describeProxyHeader,
+  encodeProxyHeader,
+  fromDenoAddr,
+  receiveProxyHeader,
+  toDenoAddr,
+} from "./proxy_protocol.ts";
 import type { Relay } from "./relay.ts";
 import { redactTokens } from "./secrets.ts";
 import { openSession } from "./session.ts";
@@ -100,8 +109,12 @@ export class Connection {
   readonly conn: ClientConn;
   /** The connection's number (it numbers the --record files, as in Python). */
   readonly number: number;
-  /** The client's address as log lines show it. */
-  readonly client: string;
+  /** The client's address as log lines show it (with --proxy-protocol: once the header is read, the one it gives). */
+  client: string;
+  /** The client's address: the peer's, or the one a PROXY protocol header gave. */
+  clientAddr: Deno.Addr;
+  /** The address the client connected to: ours, or the one a PROXY protocol header gave. */
+  serverAddr: Deno.Addr | undefined;
   /** Bounds every wait before the relay; shutdown expires it. */
   readonly deadline: Deadline;
   /** The connection, or its decrypted TLS stream once TLS is up. */
@@ -111,14 +124,16 @@ export class Connection {
   relay: Relay | undefined;
   /** What the connection turned out to be, once known (counted in websockify_connections_total). */
   #kind: string | undefined;
-  /** Whether it still counts against --max-handshakes-per-ip. */
-  #inHandshake = false;
+  /** The address it counts for against --max-handshakes-per-ip, while it does. */
+  #handshakeKey: string | undefined;
 
   constructor(server: ServerContext, conn: ClientConn, number: number) {
     this.server = server;
     this.conn = conn;
     this.number = number;
     this.stream = conn;
+    this.clientAddr = conn.remoteAddr;
+    this.serverAddr = conn.localAddr;
     this.client = server.settings.listen.kind === "unix"
       ? server.listenText
       : describeAddress(conn.remoteAddr);
@@ -150,29 +165,40 @@ export class Connection {
     this.server.metrics.count("websockify_refusals_total", label("reason", reason));
   }
 
-  /** The connection is in a session now: it no longer counts against --max-handshakes-per-ip. */
-  leaveHandshake(): void {
-    if (!this.#inHandshake) return;
-    this.#inHandshake = false;
-    this.server.handshakes.leave(this.client);
-  }
-
-  /** Serves the connection until it is done; never rejects with a deadline (the connection is just closed). */
-  async run(): Promise<void> {
-    const { timeouts, settings } = this.server;
-    // Cheap, before any read: an address with too many connections still in their handshake gets no more.
+  /**
+   * --max-handshakes-per-ip: counts this connection for its client address; false (counted as a refusal,
+   * logged at debug level) when the address already has as many not yet in a session.
+   */
+  #enterHandshake(): boolean {
     if (!this.server.handshakes.tryEnter(this.client)) {
       this.countAs("other");
       this.refused("max_handshakes_per_ip");
       this.log.request(
         this.client,
-        `${this.client}: too many connections not yet in a session (--max-handshakes-per-ip ${settings.maxHandshakesPerIp}); closed`,
+        `${this.client}: too many connections not yet in a session (--max-handshakes-per-ip ${this.server.settings.maxHandshakesPerIp}); closed`,
         "debug",
       );
+      return false;
+    }
+    this.#handshakeKey = this.client;
+    return true;
+  }
+
+  /** The connection is in a session now: it no longer counts against --max-handshakes-per-ip. */
+  leaveHandshake(): void {
+    if (this.#handshakeKey === undefined) return;
+    this.server.handshakes.leave(this.#handshakeKey);
+    this.#handshakeKey = undefined;
+  }
+
+  /** Serves the connection until it is done; never rejects with a deadline (the connection is just closed). */
+  async run(): Promise<void> {
+    const { timeouts, settings } = this.server;
+    // Cheap, before any read (behind a load balancer, once its header names the client).
+    if (!settings.proxyProtocol && !this.#enterHandshake()) {
       closeQuietly(this.conn);
       return;
     }
-    this.#inHandshake = true;
     // One deadline from accept covers the first bytes, the Flash policy request, the TLS handshake and the
     // request head together: trickling bytes cannot stretch it.
     this.deadline.set(timeouts.head);
@@ -183,6 +209,10 @@ export class Connection {
       // The first bytes must come soon (websockify waits 3 s); a silent connection is closed without a word.
       let first = await this.deadline.race(readSome(this.conn, 1024), timeouts.firstByte);
       if (!first) return;
+      if (settings.proxyProtocol) {
+        first = await this.#acceptProxyHeader(first);
+        if (!first || !this.#enterHandshake()) return;
+      }
       let initial: Uint8Array | undefined = first;
       switch (classifyFirstBytes(first)) {
         case "tls": {
@@ -218,7 +248,7 @@ export class Connection {
     } catch (error) {
       // A deadline or shutdown cut a wait: the connection is closed below, nothing more to say.
       if (!(error instanceof DeadlineExpired)) throw error;
-      if (error.why === "timeout" && this.#inHandshake) this.refused("timeout");
+      if (error.why === "timeout" && this.#handshakeKey !== undefined) this.refused("timeout");
     } finally {
       this.leaveHandshake();
       this.countAs("other");
@@ -226,6 +256,58 @@ export class Connection {
       closeQuietly(this.stream);
       closeQuietly(this.conn);
     }
+  }
+
+  /**
+   * --proxy-protocol: the load balancer's header comes first (within the same deadline as the request head);
+   * its addresses become the client's. Returns the client's first bytes, or undefined when the connection ends
+   * here: refused with a log line (no HTTP answer: the peer is a load balancer), or silent.
+   */
+  async #acceptProxyHeader(first: Uint8Array): Promise<Uint8Array | undefined> {
+    const peer = this.clientAddr.transport === "tcp"
+      ? formatHostPort(this.client, this.clientAddr.port)
+      : this.client;
+    const refuse = (why: string) => {
+      this.refused("proxy_protocol");
+      this.log.request(this.client, `PROXY protocol header refused from ${peer}: ${why}`);
+    };
+    let received;
+    try {
+      received = await receiveProxyHeader(
+        first,
+        () => this.deadline.race(readSome(this.conn, 1024)),
+      );
+    } catch (error) {
+      if (error instanceof DeadlineExpired && error.why === "timeout") {
+        refuse(`incomplete after ${this.server.timeouts.head / 1000} s`);
+      }
+      throw error;
+    }
+    if (received.kind === "closed") {
+      refuse(`the connection closed after ${received.received} bytes of a header`);
+      return undefined;
+    }
+    if (received.kind === "invalid") {
+      refuse(received.reason);
+      return undefined;
+    }
+    const { header, rest } = received;
+    if (header.addresses) {
+      this.clientAddr = toDenoAddr(header.addresses.source);
+      this.serverAddr = toDenoAddr(header.addresses.destination);
+      this.client = describeAddress(this.clientAddr);
+    }
+    this.log.request(this.client, `${describeProxyHeader(header)}, via ${peer}`, "debug");
+    if (rest.length > 0) return rest;
+    // Nothing after the header yet: the client's first bytes get the usual time.
+    return await this.deadline.race(readSome(this.conn, 1024), this.server.timeouts.firstByte);
+  }
+
+  /** --target-proxy-protocol: the header for the target (undefined without the option). */
+  targetProxyHeader(): Uint8Array | undefined {
+    const version = this.server.settings.targetProxyProtocol;
+    if (!version) return undefined;
+    return encodeProxyHeader(version, fromDenoAddr(this.clientAddr), fromDenoAddr(this.serverAddr));
   }
 
   /** TLS on this connection: the certificate is read now, so a renewed one is used without a restart. */
@@ -400,7 +482,7 @@ export class Connection {
 
   /** What a plugin may know of the client and its request (headers as sanitizeHeaders gives them). */
   caller(request: HttpRequest): Caller {
-    const address = this.conn.remoteAddr;
+    const address = this.clientAddr;
     return {
       request: sanitizeHeaders(request, this.peer.certCN),
       client: address.transport === "tcp"

@@ -14,6 +14,8 @@ import type { ListenSpec } from "./settings.ts";
 /** An accepted client connection. `Deno.Conn` is one. */
 export interface ClientConn extends ByteStream {
   readonly remoteAddr: Deno.Addr;
+  /** The address the client connected to (the PROXY protocol's destination, for --target-proxy-protocol). */
+  readonly localAddr?: Deno.Addr;
 }
 
 /** A source of client connections. `Deno.Listener` is one. */
@@ -118,6 +120,7 @@ export function describeListener(spec: ListenSpec, acceptor: Acceptor): string {
 /** A client of the inherited socket, as a ByteStream with its address. */
 class InetdConn extends NodeSocketStream implements ClientConn {
   readonly remoteAddr: Deno.Addr;
+  readonly localAddr: Deno.Addr;
   constructor(socket: net.Socket) {
     super(socket);
     socket.setNoDelay(true);
@@ -125,6 +128,11 @@ class InetdConn extends NodeSocketStream implements ClientConn {
       transport: "tcp",
       hostname: socket.remoteAddress ?? "unknown",
       port: socket.remotePort ?? 0,
+    };
+    this.localAddr = {
+      transport: "tcp",
+      hostname: socket.localAddress ?? "unknown",
+      port: socket.localPort ?? 0,
     };
   }
 }

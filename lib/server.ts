@@ -159,6 +159,9 @@ export class ProxyServer implements ServerContext {
       certificateExists(tls.cert) ? "  - SSL/TLS support" : "  - No SSL/TLS support (no cert file)",
     );
     if (tls.only) lines.push("  - Deny non-SSL/TLS connections");
+    if (this.settings.proxyProtocol) lines.push("  - PROXY protocol header required (v1 or v2)");
+    const sendHeader = this.settings.targetProxyProtocol;
+    if (sendHeader) lines.push(`  - PROXY protocol ${sendHeader} header sent to the target`);
     if (this.settings.daemon) lines.push("  - Backgrounding (daemon)");
     if (this.settings.record) lines.push(`  - Recording to '${this.settings.record}.*'`);
     lines.push(

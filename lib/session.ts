@@ -200,7 +200,7 @@ async function runSession(
     path: request.target,
     headers: request.headers,
     secure: cx.peer.secure,
-  });
+  }, cx.targetProxyHeader());
   try {
     targetStream = await cx.deadline.race(connecting);
   } catch (error) {

@@ -208,8 +208,20 @@ export interface AuthSettings {
 /** Everything the proxy is asked to do. */
 export interface Settings {
   readonly listen: ListenSpec;
+  /**
+   * Every connection starts with a PROXY protocol header (v1 or v2) from a load balancer, read before TLS: the
+   * client's address is the one it gives; a connection without a valid header is refused.
+   * @default false
+   */
+  readonly proxyProtocol: boolean;
   /** Where every session goes. */
   readonly target: TargetSpec;
+  /**
+   * Send a PROXY protocol header of this version to a TCP or unix target before any relayed byte: the client's
+   * address (the one `proxyProtocol` gave, if any) and the address it connected to.
+   * @default undefined (no header)
+   */
+  readonly targetProxyProtocol: "v1" | "v2" | undefined;
   /**
    * What to do when a wrapped program exits (wrap mode only).
    * @default "exit"

@@ -6,7 +6,7 @@
 
 import { sleep } from "./deadline.ts";
 import { formatHostPort } from "./hostport.ts";
-import type { ByteStream } from "./io.ts";
+import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import type { StreamSession, TargetSpec } from "./settings.ts";
 import { SYSTEM_CA_BUNDLE } from "./tls.ts";
 import { describeCommand } from "./wrap.ts";
@@ -46,15 +46,39 @@ export async function targetCaCerts(cafile: string | undefined): Promise<string[
 /** How long a session waits for a wrapped program that is not listening yet (it may still be starting). */
 export const WRAPPED_CONNECT_PATIENCE_MS = 5000;
 
-/** Opens the connection to the target, with TCP_NODELAY for TCP (interactive protocols such as VNC). */
+/**
+ * Opens the connection to the target, with TCP_NODELAY for TCP (interactive protocols such as VNC). A
+ * `preamble` (--target-proxy-protocol's header) is sent first, before TLS with --ssl-target; an in-process
+ * target gets none.
+ */
 export async function connectTarget(
   target: TargetSpec,
   session: StreamSession,
+  preamble?: Uint8Array,
 ): Promise<ByteStream> {
   switch (target.kind) {
     case "unix":
-      return await Deno.connect({ transport: "unix", path: target.path });
+      return await sendFirst(
+        await Deno.connect({ transport: "unix", path: target.path }),
+        preamble,
+      );
     case "tcp": {
+      if (target.tls && preamble) {
+        const caCerts = await targetCaCerts(target.tls.cafile);
+        const tcp = await sendFirst(
+          await Deno.connect({ hostname: target.hostname, port: target.port }),
+          preamble,
+        );
+        tcp.setNoDelay(true);
+        const conn = await Deno.startTls(tcp, { hostname: target.hostname, caCerts });
+        try {
+          await conn.handshake();
+        } catch (error) {
+          closeQuietly(conn);
+          throw error;
+        }
+        return conn;
+      }
       if (target.tls) {
         // Verified (SNI sent for host names) against Deno's roots, the system's, and the optional CA file.
         const caCerts = await targetCaCerts(target.tls.cafile);
@@ -68,14 +92,29 @@ export async function connectTarget(
       }
       const conn = await Deno.connect({ hostname: target.hostname, port: target.port });
       conn.setNoDelay(true);
-      return conn;
+      return await sendFirst(conn, preamble);
     }
     case "command":
-      return await connectWrapped(target.port);
+      return await sendFirst(await connectWrapped(target.port), preamble);
     case "stream":
       return await target.open(session);
     case "token":
       throw new Error("a token target must be resolved by its plugin before connecting");
+  }
+}
+
+/** Writes `preamble` (if any) on a new target connection; the connection is closed if that fails. */
+async function sendFirst<T extends Deno.Conn>(
+  conn: T,
+  preamble: Uint8Array | undefined,
+): Promise<T> {
+  if (!preamble) return conn;
+  try {
+    await writeAll(conn, preamble);
+    return conn;
+  } catch (error) {
+    closeQuietly(conn);
+    throw error;
   }
 }
 
