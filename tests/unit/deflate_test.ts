@@ -1,0 +1,125 @@
+// permessage-deflate: the offers as browsers and libraries write them, what the proxy answers, and the codecs
+// (checked against zlib's own inflate, and a deflate bomb stopped at the bound).
+import assert from "node:assert/strict";
+import zlib from "node:zlib";
+import {
+  DEFLATE_WINDOW_BITS,
+  inflateMessage,
+  MessageDeflater,
+  MessageTooBig,
+  negotiateDeflate,
+  parseExtensions,
+} from "../../lib/websocket/deflate.ts";
+
+const params = (entries: [string, string | true][]) => new Map(entries);
+
+Deno.test("Sec-WebSocket-Extensions parsing: lists, parameters, quoted values; garbage is undefined", () => {
+  assert.deepEqual(parseExtensions("permessage-deflate; client_max_window_bits"), [
+    { name: "permessage-deflate", params: params([["client_max_window_bits", true]]) },
+  ]);
+  assert.deepEqual(
+    parseExtensions(
+      'permessage-deflate; server_max_window_bits="10" , x-webkit-deflate-frame,foo;a=1',
+    ),
+    [
+      { name: "permessage-deflate", params: params([["server_max_window_bits", "10"]]) },
+      { name: "x-webkit-deflate-frame", params: params([]) },
+      { name: "foo", params: params([["a", "1"]]) },
+    ],
+  );
+  assert.deepEqual(parseExtensions(""), []);
+  for (
+    const bad of ["permessage-deflate; ", "a;b=", 'a; b="unterminated', "a b", "a; b; b", "(x)"]
+  ) {
+    assert.equal(parseExtensions(bad), undefined, bad);
+  }
+});
+
+Deno.test("negotiation: what Chrome, Firefox and Python websockets offer is accepted; what cannot be honoured is declined", () => {
+  const offer = (text: string) => negotiateDeflate(parseExtensions(text)!);
+  // Chrome and Firefox.
+  assert.equal(
+    offer("permessage-deflate; client_max_window_bits")?.response,
+    `permessage-deflate; client_no_context_takeover; server_max_window_bits=${DEFLATE_WINDOW_BITS}`,
+  );
+  // Python websockets 10.
+  assert.equal(
+    offer("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12")?.response,
+    "permessage-deflate; client_no_context_takeover; server_max_window_bits=12",
+  );
+  const small = offer("permessage-deflate; server_no_context_takeover; server_max_window_bits=8")!;
+  assert.equal(
+    small.response,
+    "permessage-deflate; client_no_context_takeover; server_no_context_takeover; server_max_window_bits=8",
+  );
+  assert.equal(
+    small.serverWindowBits,
+    9,
+    "zlib's raw deflate has no 8-bit window: 9 is used, within the 8 asked",
+  );
+  assert.equal(small.serverNoContextTakeover, true);
+  // Declined: not offered, bad values, unknown parameters; a later acceptable offer is taken.
+  for (
+    const declined of [
+      "",
+      "x-webkit-deflate-frame",
+      "permessage-deflate; server_max_window_bits=16",
+      "permessage-deflate; server_max_window_bits",
+      "permessage-deflate; client_max_window_bits=7",
+      "permessage-deflate; mystery",
+    ]
+  ) {
+    assert.equal(offer(declined), undefined, declined);
+  }
+  assert.equal(
+    offer("permessage-deflate; mystery, permessage-deflate")?.response,
+    `permessage-deflate; client_no_context_takeover; server_max_window_bits=${DEFLATE_WINDOW_BITS}`,
+  );
+});
+
+Deno.test("MessageDeflater: each message inflates back (zlib's own inflate, one context); repeats shrink", async () => {
+  const deflater = new MessageDeflater({ serverWindowBits: 13, serverNoContextTakeover: false });
+  const inflater = zlib.createInflateRaw({ windowBits: 13 });
+  const received: Uint8Array[] = [];
+  inflater.on("data", (chunk: Uint8Array) => received.push(chunk));
+  const inflate = (payload: Uint8Array) =>
+    new Promise<string>((resolve) => {
+      received.length = 0;
+      inflater.write(payload);
+      inflater.write(new Uint8Array([0, 0, 0xff, 0xff]));
+      inflater.flush(zlib.constants.Z_SYNC_FLUSH, () =>
+        resolve(new TextDecoder().decode(Uint8Array.from(received.flatMap((c) => [...c])))));
+    });
+  const line = "2026-12-01T02:00:00Z INFO websockify session ended by client (1000): 1234 bytes\n";
+  const first = await deflater.compress(new TextEncoder().encode(line.repeat(20)));
+  const second = await deflater.compress(new TextEncoder().encode(line.repeat(20)));
+  assert.ok(first.length < line.length * 20 / 5, `first ${first.length}`);
+  assert.ok(second.length < first.length / 2, `context: ${second.length} after ${first.length}`);
+  assert.equal(await inflate(first), line.repeat(20));
+  assert.equal(await inflate(second), line.repeat(20));
+  const empty = await deflater.compress(new Uint8Array(0));
+  assert.equal(await inflate(empty), "");
+  deflater.close();
+  inflater.close();
+});
+
+Deno.test("inflateMessage: a client's message comes back whole; a deflate bomb stops at the bound; garbage is an error", () => {
+  const text = new TextEncoder().encode("hello ".repeat(1000));
+  const compressed = zlib.deflateRawSync(text, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  const payload = compressed.subarray(0, compressed.length - 4); // without the sync tail, as on the wire
+  assert.deepEqual(inflateMessage(payload, 1 << 20), text);
+  // 1 GiB of zeros deflates to about 1 MB; the bound stops the inflation at 1 MiB.
+  const bombSource = zlib.deflateRawSync(new Uint8Array(64 << 20), {
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  const started = performance.now();
+  assert.throws(
+    () => inflateMessage(bombSource.subarray(0, bombSource.length - 4), 1 << 20),
+    MessageTooBig,
+  );
+  assert.ok(performance.now() - started < 1000);
+  assert.throws(
+    () => inflateMessage(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x12]), 1 << 20),
+    /not deflate data/,
+  );
+});
