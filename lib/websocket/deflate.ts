@@ -2,16 +2,16 @@
  * permessage-deflate (RFC 7692) for `--compress`: the negotiation (pure), and the two directions' codecs over
  * Deno's node:zlib (raw deflate, a sync flush per message: no hand-written deflate).
  *
- * The choices, and why:
- * - Client to proxy: the response asks for `client_no_context_takeover`, so each client message is compressed on
- *   its own; the proxy inflates it in one call with an output bound (`maxOutputLength`): a message that would
+ * The choice, and why: every message is compressed on its own, both ways (the response asks for
+ * `client_no_context_takeover` and gives `server_no_context_takeover`). So no zlib state lives between messages:
+ * an idle session costs no compression memory at all (a context kept per session would cost a few hundred KiB
+ * each, at thousands of sessions), and each message is one synchronous call that fits the relay's pumps.
+ * - Client to proxy: a message is inflated in one call with an output bound (`maxOutputLength`): one that would
  *   inflate past `--max-message-size` fails at the bound, before it is inflated whole (a deflate bomb costs
- *   nothing), and no inflate state is kept between messages (no memory per idle session). Client messages of
- *   the traffic this carries (keystrokes, pointer events, requests) are small: context gains little there.
- * - Proxy to client: one deflate stream per session, with context takeover (what the target sends, a terminal's
- *   screen or a log, repeats across messages: that is where compression pays), its window set by
- *   `server_max_window_bits` (DEFLATE_WINDOW_BITS unless the client asks for less) and a small memLevel, so its
- *   memory is bounded and stated (README).
+ *   nothing).
+ * - Proxy to client: what one target read gives is one message, compressed when it is at least
+ *   MIN_COMPRESSED_SIZE bytes and compression makes it smaller (RSV1 is per message); smaller ones go as they
+ *   are. What is lost: repeats across messages (a terminal's small echoes) are not found.
  *
  * @module
  */
@@ -87,18 +87,16 @@ export function parseExtensions(value: string): ExtensionOffer[] | undefined {
 
 /** What was agreed for a session. */
 export interface DeflateAgreement {
-  /** The window our deflate stream uses (8 is used as 9, as zlib requires). */
+  /** The window our messages are compressed with (8 is used as 9, as zlib requires). */
   serverWindowBits: number;
-  /** Whether our deflate stream is reset after each message (the client asked). */
-  serverNoContextTakeover: boolean;
   /** The Sec-WebSocket-Extensions value of the 101. */
   response: string;
 }
 
-/** The proxy's own deflate window unless the client asks for less: 8 KiB (see the module comment). */
-export const DEFLATE_WINDOW_BITS = 13;
-/** zlib's memLevel for the proxy's deflate stream (1-9; 8 is zlib's default). */
-export const DEFLATE_MEM_LEVEL = 7;
+/** The window the proxy compresses with unless the client asks for less: zlib's largest (32 KiB). */
+export const DEFLATE_WINDOW_BITS = 15;
+/** zlib's memLevel for each message's deflate (1-9; zlib's default). */
+export const DEFLATE_MEM_LEVEL = 8;
 
 /** A window-bits value as RFC 7692 allows it: 8 to 15, decimal digits without a leading zero. */
 function windowBits(value: string | true): number | undefined {
@@ -115,11 +113,10 @@ export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgre
   for (const offer of offers) {
     if (offer.name !== "permessage-deflate") continue;
     let serverWindowBits = DEFLATE_WINDOW_BITS;
-    let serverNoContextTakeover = false;
     let acceptable = true;
     for (const [param, value] of offer.params) {
       if (param === "server_no_context_takeover" && value === true) {
-        serverNoContextTakeover = true;
+        // We give it anyway.
       } else if (param === "client_no_context_takeover" && value === true) {
         // We ask for it anyway.
       } else if (param === "server_max_window_bits") {
@@ -134,13 +131,14 @@ export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgre
       }
     }
     if (!acceptable) continue;
-    const parts = ["permessage-deflate", "client_no_context_takeover"];
-    if (serverNoContextTakeover) parts.push("server_no_context_takeover");
-    parts.push(`server_max_window_bits=${serverWindowBits}`);
     return {
       serverWindowBits: Math.max(serverWindowBits, 9), // zlib's raw deflate does not do 8
-      serverNoContextTakeover,
-      response: parts.join("; "),
+      response: [
+        "permessage-deflate",
+        "client_no_context_takeover",
+        "server_no_context_takeover",
+        `server_max_window_bits=${serverWindowBits}`,
+      ].join("; "),
     };
   }
   return undefined;
@@ -169,58 +167,33 @@ export function inflateMessage(compressed: Uint8Array, limit: number): Uint8Arra
     });
     return new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
   } catch (error) {
-    if (error instanceof RangeError || (error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+    if (
+      error instanceof RangeError || (error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE"
+    ) {
       throw new MessageTooBig(`a compressed message inflates past ${limit} bytes`);
     }
     throw new Error(`not deflate data: ${(error as Error).message}`);
   }
 }
 
+/** Messages shorter than this go uncompressed: the header and the block cost more than they save. */
+export const MIN_COMPRESSED_SIZE = 64;
+
 /**
- * The proxy's side of one session: each message it sends is compressed with a sync flush on one deflate stream
- * (context kept between messages unless the client asked otherwise). One message at a time.
+ * One message's compressed payload (raw deflate, a sync flush, its 00 00 ff ff tail removed), or undefined
+ * when it is too short to gain or compression would not make it smaller (then it goes uncompressed).
  */
-export class MessageDeflater {
-  readonly #stream: zlib.DeflateRaw;
-  readonly #resetEachMessage: boolean;
-  #chunks: Uint8Array[] = [];
-  #failure: Error | undefined;
-
-  constructor(agreement: Pick<DeflateAgreement, "serverWindowBits" | "serverNoContextTakeover">) {
-    this.#stream = zlib.createDeflateRaw({
-      windowBits: agreement.serverWindowBits,
-      memLevel: DEFLATE_MEM_LEVEL,
-    });
-    this.#resetEachMessage = agreement.serverNoContextTakeover;
-    this.#stream.on("data", (chunk: Uint8Array) => this.#chunks.push(chunk));
-    this.#stream.on("error", (error: Error) => this.#failure = error);
-  }
-
-  /** The message's compressed payload (the sync flush's tail removed). */
-  compress(data: Uint8Array): Promise<Uint8Array> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    return new Promise((resolve, reject) => {
-      this.#stream.write(data);
-      this.#stream.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-        if (this.#failure) return reject(this.#failure);
-        const chunks = this.#chunks;
-        this.#chunks = [];
-        const size = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-        const out = new Uint8Array(size);
-        let offset = 0;
-        for (const chunk of chunks) {
-          out.set(chunk, offset);
-          offset += chunk.length;
-        }
-        if (this.#resetEachMessage) this.#stream.reset();
-        // A sync flush ends with 00 00 ff ff; the message carries what comes before it.
-        resolve(out.subarray(0, Math.max(out.length - SYNC_TAIL.length, 0)));
-      });
-    });
-  }
-
-  /** Frees the stream's memory. */
-  close(): void {
-    this.#stream.close();
-  }
+export function deflateMessage(data: Uint8Array, windowBits: number): Uint8Array | undefined {
+  if (data.length < MIN_COMPRESSED_SIZE) return undefined;
+  const output = zlib.deflateRawSync(data, {
+    windowBits,
+    memLevel: DEFLATE_MEM_LEVEL,
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  const compressed = new Uint8Array(
+    output.buffer,
+    output.byteOffset,
+    output.byteLength - SYNC_TAIL.length,
+  );
+  return compressed.length < data.length ? compressed : undefined;
 }
