@@ -12,8 +12,10 @@
 import { helpText, parseCommandLine, USAGE, UsageError } from "./lib/cli.ts";
 import { DAEMON_ENV, reportDaemonStatus, startDaemon } from "./lib/daemon.ts";
 import {
+  type LogSinks,
   openLogSinks,
   prepareProxy,
+  reload,
   type StartedProxy,
   StartFailure,
   startProxy,
@@ -65,9 +67,9 @@ async function main(argv: string[]): Promise<number> {
   if (settings.daemon && !inDaemon && !role) return await startDaemon(log);
   if (inDaemon) Deno.chdir("/");
 
-  let closeSinks;
+  let sinks;
   try {
-    closeSinks = await openLogSinks(settings, log);
+    sinks = await openLogSinks(settings, log);
   } catch (error) {
     if (!(error instanceof StartFailure)) throw error;
     reportDaemonStatus(`error: ${error.message}`);
@@ -78,11 +80,11 @@ async function main(argv: string[]): Promise<number> {
     if (settings.workers > 1 && !role) {
       // The supervisor serves no connection: its plugins were loaded only to check them.
       plugins.token?.close?.();
-      return await supervise(settings, log, reportDaemonStatus, startDir);
+      return await supervise(settings, log, reportDaemonStatus, startDir, sinks);
     }
-    return await serve(settings, log, plugins, role);
+    return await serve(settings, log, plugins, role, sinks);
   } finally {
-    await closeSinks();
+    await sinks.close();
   }
 }
 
@@ -91,6 +93,7 @@ async function serve(
   log: Logger,
   plugins: ServerPlugins,
   role: WorkerRole | undefined,
+  sinks: LogSinks,
 ): Promise<number> {
   // Last line of defence: one connection's bug must never take the others down.
   globalThis.addEventListener("unhandledrejection", (event) => {
@@ -144,11 +147,14 @@ async function serve(
   };
   const onInt = () => stop("SIGINT");
   const onTerm = () => stop("SIGTERM");
+  const onHup = () => void reload(log, sinks, plugins);
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGHUP", onHup);
   const exitCode = await proxy.finished;
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);
+  Deno.removeSignalListener("SIGHUP", onHup);
   return exitCode;
 }
 

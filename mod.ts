@@ -316,16 +316,16 @@ export async function websockify(options: WebsockifyOptions): Promise<Websockify
   log.verbose = given.verbose;
   for (const note of given.notes) log.warning(`note: ${note}`);
   const { settings, plugins } = await prepareProxy(given, log);
-  const closeSinks = await openLogSinks(settings, log);
+  const sinks = await openLogSinks(settings, log);
   let proxy: StartedProxy;
   try {
     proxy = await startProxy(settings, log, plugins);
   } catch (error) {
     plugins.token?.close?.();
-    await closeSinks();
+    await sinks.close();
     throw error;
   }
-  const finished = proxy.finished.finally(closeSinks);
+  const finished = proxy.finished.finally(() => sinks.close());
   const addr = proxy.server.addr;
   const port = addr.transport === "tcp" ? addr.port : 0;
   const host = addr.transport === "tcp"

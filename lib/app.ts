@@ -58,8 +58,8 @@ export async function prepareProxy(
 export async function openLogSinks(
   settings: Settings,
   log: Logger,
-): Promise<() => Promise<void>> {
-  const opened: { close(): void; flush?(): Promise<void> }[] = [];
+): Promise<LogSinks> {
+  const opened: { close(): void; flush?(): Promise<void>; reopen?(): void }[] = [];
   try {
     if (settings.logFile) {
       let sink: FileSink;
@@ -89,11 +89,41 @@ export async function openLogSinks(
   // An exit that skips the closer (the hard stop's Deno.exit) still closes them: no socket directory is left.
   const closeAll = () => opened.forEach((sink) => sink.close());
   globalThis.addEventListener("unload", closeAll);
-  return async () => {
-    for (const sink of opened) await sink.flush?.();
-    closeAll();
-    globalThis.removeEventListener("unload", closeAll);
+  return {
+    async close() {
+      for (const sink of opened) await sink.flush?.();
+      closeAll();
+      globalThis.removeEventListener("unload", closeAll);
+    },
+    reopen() {
+      for (const sink of opened) sink.reopen?.();
+    },
   };
+}
+
+/** The log's extra sinks (`--log-file`, `--syslog`). */
+export interface LogSinks {
+  /** Flushes and closes them. */
+  close(): Promise<void>;
+  /** SIGHUP: the log file is opened again by its name (after logrotate moved it). */
+  reopen(): void;
+}
+
+/**
+ * SIGHUP: reopens the log file and has the plugins read their sources again (certificates need nothing: each
+ * TLS connection reads them). A failure is logged; what failed serves on as before.
+ */
+export async function reload(log: Logger, sinks: LogSinks, plugins: ServerPlugins): Promise<void> {
+  sinks.reopen();
+  log.info("SIGHUP received: log file reopened, plugin sources read again");
+  for (const plugin of [plugins.token, plugins.auth]) {
+    if (!plugin?.reload) continue;
+    try {
+      await plugin.reload();
+    } catch (error) {
+      log.warning(`reload of ${plugin.name} failed (it serves as before): ${describeError(error)}`);
+    }
+  }
 }
 
 /** A proxy that is listening. */

@@ -15,10 +15,26 @@ const encoder = new TextEncoder();
 
 /** Appends every line to a file, synchronously (lines stay in order and survive an exit right after). */
 export class FileSink implements LogSink {
-  readonly #file: Deno.FsFile;
+  #file: Deno.FsFile;
 
-  constructor(path: string) {
+  constructor(readonly path: string) {
     this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+
+  /**
+   * Opens the file again by its name (SIGHUP after logrotate moved it away); if that fails, lines keep going to
+   * the file already open.
+   */
+  reopen(): void {
+    if (this.#closed) return;
+    let next: Deno.FsFile;
+    try {
+      next = Deno.openSync(this.path, { append: true, create: true });
+    } catch {
+      return;
+    }
+    this.#file.close();
+    this.#file = next;
   }
 
   write(line: string): void {

@@ -119,3 +119,9 @@ export type AuthFunction = (request: AuthRequest) => AuthVerdict | Promise<AuthV
 
 /** Optional in either kind: `export function init(source)`, awaited once before the proxy listens. */
 export type InitFunction = (source: string | undefined) => void | Promise<void>;
+
+/**
+ * Optional in either kind: `export function reload(source)`, awaited on SIGHUP (re-read what `init` read). A
+ * throw is logged; the plugin keeps serving as before.
+ */
+export type ReloadFunction = (source: string | undefined) => void | Promise<void>;

@@ -23,6 +23,7 @@ import type {
   InitFunction,
   LookupContext,
   LookupFunction,
+  ReloadFunction,
   RequestInfo,
   SessionTarget,
 } from "./plugin_api.ts";
@@ -85,6 +86,7 @@ export async function loadTokenModule(
   const { given } = module;
   return {
     name: given,
+    reload: reloader(namespace, source),
     async lookup(token, caller) {
       let answer: unknown;
       try {
@@ -119,6 +121,7 @@ export async function loadAuthModule(
   const { given } = module;
   return {
     name: given,
+    reload: reloader(namespace, source),
     async authenticate(context) {
       let verdict: unknown;
       try {
@@ -129,6 +132,15 @@ export async function loadAuthModule(
       return authVerdict(verdict, given);
     },
   };
+}
+
+/** The module's `reload(source)`, if it exports one (SIGHUP). */
+function reloader(
+  namespace: Record<string, unknown>,
+  source: string | undefined,
+): (() => Promise<void>) | undefined {
+  const reload = exported<ReloadFunction>(namespace, "reload");
+  return reload ? async () => await reload(source) : undefined;
 }
 
 /** The module's namespace; an import failure (missing file, syntax error, ...) is an Error naming it. */

@@ -31,6 +31,8 @@ export interface TokenPlugin {
   lookup(token: string, caller: Caller): Promise<TargetSpec | undefined>;
   /** Lets go of what the plugin holds open (TokenRedis: its connection). */
   close?(): void;
+  /** SIGHUP: reads its source again (a failure throws; the plugin then serves as before). */
+  reload?(): Promise<void>;
 }
 
 /** Who asks, for plugins that look beyond the token (modules, plugin_modules.ts). */
@@ -136,9 +138,20 @@ export async function createTokenPlugin(
       };
     }
     case "ReadOnlyTokenFile": {
-      const parsed = await readTokens(source);
-      for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
-      return { name, lookup: (token) => Promise.resolve(parsed.targets.get(token)) };
+      // Read once, and again on SIGHUP (a source that cannot be read then leaves the tokens as they were).
+      const load = async () => {
+        const parsed = await readTokens(source);
+        for (const line of parsed.syntaxErrors) warn(`Syntax error in ${source} on line ${line}`);
+        return parsed.targets;
+      };
+      let targets = await load();
+      return {
+        name,
+        lookup: (token) => Promise.resolve(targets.get(token)),
+        async reload() {
+          targets = await load();
+        },
+      };
     }
     case "TokenFileName": {
       if (!(await Deno.stat(source)).isDirectory) {
@@ -407,6 +420,8 @@ export interface AuthContext {
 
 export interface AuthPlugin {
   readonly name: string;
+  /** SIGHUP: reads its source again (a failure throws; the plugin then serves as before). */
+  reload?(): Promise<void>;
   /** undefined: allowed. A module's answer may come later. */
   authenticate(context: AuthContext): AuthRefusal | undefined | Promise<AuthRefusal | undefined>;
 }

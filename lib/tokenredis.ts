@@ -140,6 +140,7 @@ export interface RedisTokens {
   readonly name: "TokenRedis";
   lookup(token: string): Promise<TargetSpec | undefined>;
   close(): void;
+  reload(): Promise<void>;
 }
 
 /**
@@ -151,16 +152,20 @@ export async function redisTokens(
   source: RedisSource,
   warn: (message: string) => void,
 ): Promise<RedisTokens> {
-  const password = typeof source.password === "object"
-    ? (await Deno.readTextFile(source.password.file)).replace(/\r?\n$/, "")
-    : source.password;
-  const client = new RedisClient({
-    hostname: source.hostname,
-    port: source.port,
-    tls: source.tls,
-    password,
-    db: source.db,
-  });
+  const readPassword = async () =>
+    typeof source.password === "object"
+      ? (await Deno.readTextFile(source.password.file)).replace(/\r?\n$/, "")
+      : source.password;
+  let password = await readPassword();
+  const connect = () =>
+    new RedisClient({
+      hostname: source.hostname,
+      port: source.port,
+      tls: source.tls,
+      password,
+      db: source.db,
+    });
+  let client = connect();
   const prefix = source.namespace === "" ? "" : `${source.namespace}:`;
   try {
     const reply = await client.command(["PING"]);
@@ -201,5 +206,15 @@ export async function redisTokens(
       return target;
     },
     close: () => client.close(),
+    // SIGHUP: a password file that changed (a rotated secret) gives a new connection; lookups under way finish
+    // on the old one.
+    async reload() {
+      const now = await readPassword();
+      if (now === password) return;
+      password = now;
+      const old = client;
+      client = connect();
+      Deno.unrefTimer(setTimeout(() => old.close(), 5000));
+    },
   };
 }

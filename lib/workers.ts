@@ -14,6 +14,7 @@
 
 import { sleep } from "./deadline.ts";
 import { formatHostPort } from "./hostport.ts";
+import type { LogSinks } from "./app.ts";
 import type { Logger } from "./log.ts";
 import { label, mergeSnapshots, type MetricsSnapshot } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics_server.ts";
@@ -112,6 +113,7 @@ export async function supervise(
   log: Logger,
   report: (status: string) => void,
   startDir: string,
+  sinks: LogSinks,
 ): Promise<number> {
   const { listen } = settings;
   if (listen.kind !== "tcp") throw new Error("--workers needs a TCP listen address");
@@ -274,11 +276,19 @@ export async function supervise(
     supervising = true;
     const onTerm = () => stop("SIGTERM received", "SIGTERM");
     const onInt = () => stop("SIGINT received", "SIGINT");
+    // SIGHUP: the supervisor's own log file, then every worker's (they reload their plugins too).
+    const onHup = () => {
+      sinks.reopen();
+      log.info("SIGHUP received: passed on to the workers");
+      for (const slot of slots) signalChild(slot.child, "SIGHUP");
+    };
     Deno.addSignalListener("SIGTERM", onTerm);
     Deno.addSignalListener("SIGINT", onInt);
+    Deno.addSignalListener("SIGHUP", onHup);
     const code = await done;
     Deno.removeSignalListener("SIGTERM", onTerm);
     Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGHUP", onHup);
     return code;
   } finally {
     await metricsListener?.close();

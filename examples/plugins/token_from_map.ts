@@ -1,6 +1,6 @@
 /**
- * A token plugin: the targets are a JSON object in the file named by --token-source, token -> target, read once
- * at start. A target is "host:port", "[v6]:port", "unix_socket:/path", { "host": ..., "port": ... } or
+ * A token plugin: the targets are a JSON object in the file named by --token-source, token -> target, read at
+ * start and again on SIGHUP (`kill -HUP <pid>` after editing it). A target is "host:port", "[v6]:port", "unix_socket:/path", { "host": ..., "port": ... } or
  * { "unixSocket": ... }; the proxy checks each answer (a value that is none of these refuses that session).
  *
  *     echo '{"vm1": "10.0.0.11:5900", "vm2": {"host": "fd00::12", "port": 5900}}' > targets.json
@@ -19,6 +19,9 @@ export async function init(source?: string): Promise<void> {
   }
   targets = new Map(Object.entries(parsed as Record<string, Target>));
 }
+
+/** SIGHUP: the file again (a throw is logged, and the targets stay as they were). */
+export const reload = init;
 
 /** The token's target; undefined for an unknown token. */
 export function lookup(token: string, _context: LookupContext): Target | undefined {

@@ -2,20 +2,12 @@
 // https:// with a self-signed certificate, opens wss:// on the same port and moves binary data through to an echo
 // target; a plain http:// page does the same over ws:// at the same time.
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromiumAvailable, launchChromium } from "../helpers/browser.ts";
 import { makeCerts, serverCertArgs } from "../helpers/certs.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { echoTarget } from "../helpers/targets.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const available = (() => {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-})();
-if (!available) console.warn("SKIP browser_test: install Debian's chromium (.ci/run does)");
+if (!chromiumAvailable) console.warn("SKIP browser_test: install Debian's chromium (.ci/run does)");
 
 /** The test page: echo 300 KB of binary data over ws:// or wss:// (the page's own scheme), report in the title. */
 const PAGE = `<!DOCTYPE html>
@@ -58,7 +50,7 @@ ws.onerror = () => { document.title = "ERROR " + scheme; };
 Deno.test({
   name:
     "Chromium: https page + wss:// and http page + ws:// on one port, binary echo through the proxy",
-  ignore: !available,
+  ignore: !chromiumAvailable,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -71,20 +63,7 @@ Deno.test({
       `--web=${root}`,
       ...serverCertArgs(certs),
     ]);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--ignore-certificate-errors",
-      ],
-    });
+    const browser = await launchChromium(["--ignore-certificate-errors"]);
     try {
       const context = await browser.newContext({ ignoreHTTPSErrors: true });
       const secure = await context.newPage();

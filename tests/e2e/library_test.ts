@@ -165,6 +165,7 @@ Deno.test("library: every command-line option a program can use has its typed op
     "libserver",
     "target-config",
     "ssl-ciphers",
+    "workers",
   ];
   const typed = new Set(Object.values(OPTION_FLAGS).filter((flag) => flag !== undefined));
   for (const option of OPTIONS) {

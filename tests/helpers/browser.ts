@@ -14,8 +14,11 @@ export const chromiumAvailable: boolean = (() => {
   }
 })();
 
-/** Starts headless Chromium with no network of its own (no updates, sync or background requests). */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Starts headless Chromium with no network of its own (no updates, sync or background requests); `extraArgs`
+ * adds switches (e.g. `--ignore-certificate-errors` for the test CA).
+ */
+export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -27,6 +30,7 @@ export function launchChromium(): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
 }

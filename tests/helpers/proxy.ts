@@ -127,7 +127,8 @@ export class ProxyProcess {
 
   /** Waits for the banner and returns the listening port. */
   async port(ms = 15000): Promise<number> {
-    await waitFor(() => /Listen on .*:(\d+)/.test(this.stderr) || this.exited, ms, "the banner");
+    // The banner's last line: the rest of it has been read too (tests look at its other lines).
+    await waitFor(() => /- proxying from /.test(this.stderr) || this.exited, ms, "the banner");
     const match = this.stderr.match(/Listen on .*:(\d+)/);
     if (!match) throw new Error(`proxy did not start:\n${this.stderr}`);
     return Number(match[1]);

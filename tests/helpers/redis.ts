@@ -128,7 +128,7 @@ export class RedisServer {
   }
 
   /** Runs redis-cli against this server (db `db`) and returns its output, trimmed. */
-  async cli(args: string[], db = 0): Promise<string> {
+  async cli(args: string[], db = 0, password = this.password): Promise<string> {
     const tlsArgs = this.tls ? ["--tls", "--cacert", this.tls.ca] : [];
     const output = await new Deno.Command("redis-cli", {
       args: [
@@ -139,7 +139,7 @@ export class RedisServer {
         ...tlsArgs,
         "--no-auth-warning",
         "-a",
-        this.password,
+        password,
         "-n",
         String(db),
         ...args,
