@@ -205,6 +205,11 @@ export interface WebsockifyOptions {
   metricsListen?: string;
   /** What `drain()` without an argument waits, in seconds (SIGTERM's, on the command line). @default 0 */
   drainTimeout?: number;
+  /**
+   * The first seconds of a drain during which new connections are still served while /readyz fails (less than
+   * `drainTimeout`). @default 0
+   */
+  drainGrace?: number;
 }
 
 /**
@@ -260,6 +265,7 @@ export const OPTION_FLAGS: {
   maxHandshakesPerIp: "max-handshakes-per-ip",
   metricsListen: "metrics-listen",
   drainTimeout: "drain-timeout",
+  drainGrace: "drain-grace",
 };
 
 /** A running proxy. */
@@ -277,8 +283,8 @@ export interface Websockify {
   /** Stops accepting, closes sessions with 1001, and resolves once everything is released. */
   shutdown(): Promise<number>;
   /**
-   * Stops accepting (/readyz 503), lets open sessions go on for up to `seconds` (default: `drainTimeout`), then
-   * as `shutdown`.
+   * Stops accepting (/readyz 503 at once; accepting stops after `drainGrace` s), lets open sessions go on for up
+   * to `seconds` (default: `drainTimeout`), then as `shutdown`.
    */
   drain(seconds?: number): Promise<number>;
   [Symbol.asyncDispose](): Promise<void>;

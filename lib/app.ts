@@ -309,7 +309,7 @@ export async function startProxy(
     },
     drain(seconds) {
       stopRequested = true;
-      if (seconds > 0) server.drain(seconds * 1000);
+      if (seconds > 0) server.drain(seconds * 1000, settings.drainGrace * 1000);
       else server.shutdown();
     },
   };

@@ -50,6 +50,7 @@ const DEFAULTS = {
   "max-sessions-per-ip": "0",
   "max-handshakes-per-ip": "256",
   "drain-timeout": "0",
+  "drain-grace": "0",
 } as const;
 type WithDefault = keyof typeof DEFAULTS;
 const DEFAULT_TEXT = new Map<string, string>(Object.entries(DEFAULTS));
@@ -320,6 +321,13 @@ export const OPTIONS: OptionDef[] = [
       "on SIGTERM stop accepting, fail /readyz, let sessions run up to SECONDS, then close them (0: at once)",
   },
   {
+    long: "drain-grace",
+    takesValue: true,
+    metavar: "SECONDS",
+    help:
+      "keep accepting for the drain's first SECONDS (/readyz fails) so load balancers turn away first",
+  },
+  {
     long: "log-file",
     takesValue: true,
     metavar: "FILE",
@@ -418,6 +426,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       metricsListen: parseMetricsListen(given.value("metrics-listen")),
       workers: parseWorkers(given, listen, target),
       drainTimeout: given.seconds("drain-timeout"),
+      drainGrace: parseDrainGrace(given),
       logFile: given.path("log-file"),
       syslog: given.value("syslog"),
       legacySyslog: given.flag("legacy-syslog"),
@@ -488,6 +497,18 @@ function parseWorkers(given: GivenOptions, listen: ListenSpec, target: TargetSpe
   if (listen.kind === "unix") throw refuse("--unix-listen (SO_REUSEPORT is for TCP)");
   if (given.flag("run-once")) throw refuse("--run-once (one session, one process)");
   return count;
+}
+
+/** `--drain-grace N`: a part of the drain, so shorter than `--drain-timeout`. */
+function parseDrainGrace(given: GivenOptions): number {
+  const grace = given.seconds("drain-grace");
+  const timeout = given.seconds("drain-timeout");
+  if (grace > 0 && grace >= timeout) {
+    throw new UsageError(
+      `--drain-grace ${grace} needs a longer --drain-timeout (now ${timeout}): the grace is the drain's first part`,
+    );
+  }
+  return grace;
 }
 
 /** `--metrics-listen HOST:PORT` (a bare port is loopback: metrics are never public unless asked). */

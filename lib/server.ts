@@ -67,6 +67,8 @@ export class ProxyServer implements ServerContext {
   #connectionCount = 0;
   readonly #numbering: { index: number; count: number };
   #acceptingStopped = false;
+  /** Ends a drain's grace early (a shutdown during it). */
+  #endGrace: (() => void) | undefined;
 
   constructor(
     settings: Settings,
@@ -108,21 +110,36 @@ export class ProxyServer implements ServerContext {
   }
 
   /**
-   * Graceful drain: stops accepting (and /readyz turns 503), lets open connections go on for up to `ms`, then
-   * shuts down (sessions still open get 1001). Resolves once shut down.
+   * Graceful drain: /readyz turns 503; after `graceMs` (--drain-grace, at most `ms`) of serving as before, so
+   * that load balancers checking /readyz stop sending first, stops accepting; lets open connections go on until
+   * `ms` after the start, then shuts down (sessions still open get 1001). Resolves once shut down.
    */
-  async drain(ms: number): Promise<void> {
+  async drain(ms: number, graceMs = 0): Promise<void> {
     if (this.#stopping || this.metrics.draining) return;
     this.metrics.draining = true;
+    const grace = Math.max(0, Math.min(graceMs, ms));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (grace > 0) {
+      this.log.info(
+        `draining: /readyz fails; still accepting for ${grace / 1000} s (--drain-grace)`,
+      );
+      await new Promise<void>((resolve) => {
+        this.#endGrace = resolve;
+        timer = setTimeout(resolve, grace);
+      });
+      clearTimeout(timer);
+      this.#endGrace = undefined;
+      // A shutdown during the grace (a second signal) has taken over.
+      if (this.#stopping) return await this.shutdown();
+    }
     this.stopAccepting(
       `draining: no new connections; ${this.#connections.size} open ones have ${
-        ms / 1000
+        (ms - grace) / 1000
       } s to finish`,
     );
-    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.serve(),
-      new Promise((resolve) => timer = setTimeout(resolve, ms)),
+      new Promise((resolve) => timer = setTimeout(resolve, ms - grace)),
     ]);
     clearTimeout(timer);
     if (this.#connections.size > 0) {
@@ -191,6 +208,7 @@ export class ProxyServer implements ServerContext {
   async shutdown(): Promise<void> {
     if (this.#stopping) return this.#served;
     this.#stopping = true;
+    this.#endGrace?.();
     closeQuietly(this.#listener);
     for (const connection of this.#connections.keys()) connection.shutdown();
     const served = this.serve();

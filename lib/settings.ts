@@ -317,6 +317,12 @@ export interface Settings {
    */
   readonly drainTimeout: number;
   /**
+   * The first seconds of a drain during which new connections are still accepted while /readyz already says
+   * 503, so that a load balancer stops sending before the listener closes (less than drainTimeout).
+   * @default 0 (the listener closes at once)
+   */
+  readonly drainGrace: number;
+  /**
    * The log also goes to this file (absolute, appended).
    * @default undefined
    */

@@ -304,3 +304,86 @@ Deno.test("--drain-timeout: a drain with no session open ends at once; a second 
     await target.close();
   }
 });
+
+Deno.test("--drain-grace: /readyz fails at once but new sessions are served for N s, then refused; the drain timeout counts from the signal", async () => {
+  const target = echoTarget();
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    `127.0.0.1:${target.port}`,
+    "--drain-timeout=4",
+    "--drain-grace=2",
+    "--metrics-listen=127.0.0.1:0",
+  ]);
+  try {
+    const port = await proxy.port();
+    const base = await metricsUrl(proxy);
+    const early = await openSession(`ws://127.0.0.1:${port}/`);
+    const signalled = performance.now();
+    proxy.child.kill("SIGTERM");
+    await waitFor(() => /still accepting for 2 s/.test(proxy.stderr), 5000, "the grace line");
+    // A load balancer sees 503 at once, while a connection it sent just before is still served.
+    assert.deepEqual(await status(`${base}/readyz`), [503, "draining"]);
+    const late = await openSession(`ws://127.0.0.1:${port}/`);
+    assert.equal(await late.echo("in the grace"), "in the grace");
+    assert.ok(performance.now() - signalled < 1800, "the late session opened within the grace");
+    // After the grace: refused, and the open sessions go on until 4 s after the signal.
+    await waitFor(
+      () => /draining: no new connections; 2 open ones have 2 s to finish/.test(proxy.stderr),
+      4000,
+      "the grace's end",
+    );
+    assert.ok(performance.now() - signalled > 1900, "the grace lasted 2 s");
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+    assert.equal(await early.echo("after the grace"), "after the grace");
+    assert.equal(await late.echo("after the grace"), "after the grace");
+    assert.deepEqual(
+      await Promise.all([early, late].map((session) => deadline(session.closed, 5000, "1001"))),
+      [1001, 1001],
+    );
+    const elapsed = performance.now() - signalled;
+    assert.ok(elapsed > 3500 && elapsed < 5500, `closed after ${elapsed} ms`);
+    assert.equal((await proxy.status()).code, 0);
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--drain-grace: a second SIGTERM during the grace stops at once; a grace not shorter than the drain is refused", async () => {
+  const target = echoTarget();
+  const proxy = new ProxyProcess([
+    "127.0.0.1:0",
+    `127.0.0.1:${target.port}`,
+    "--drain-timeout=30",
+    "--drain-grace=20",
+  ]);
+  const refused = new ProxyProcess([
+    "127.0.0.1:0",
+    `127.0.0.1:${target.port}`,
+    "--drain-timeout=5",
+    "--drain-grace=5",
+  ]);
+  try {
+    const port = await proxy.port();
+    proxy.child.kill("SIGTERM");
+    await waitFor(() => /still accepting for 20 s/.test(proxy.stderr), 5000, "the grace line");
+    // An idle proxy in its grace still accepts (it does not exit at once as without a grace).
+    const session = await openSession(`ws://127.0.0.1:${port}/`);
+    assert.equal(await session.echo("in the grace"), "in the grace");
+    const started = performance.now();
+    proxy.child.kill("SIGTERM");
+    assert.equal(await deadline(session.closed, 5000, "the 1001"), 1001);
+    assert.equal((await proxy.status()).code, 0);
+    assert.ok(performance.now() - started < 5000);
+
+    assert.equal((await refused.status()).code, 2);
+    assert.match(
+      refused.stderr,
+      /error: --drain-grace 5 needs a longer --drain-timeout \(now 5\)/,
+    );
+  } finally {
+    await proxy.stop();
+    await refused.stop();
+    await target.close();
+  }
+});

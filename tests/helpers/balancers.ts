@@ -87,9 +87,9 @@ export class LoadBalancer {
 
   /**
    * HAProxy in TCP mode: a frontend on a free loopback port, one backend with `server` as given (e.g.
-   * `server proxy 127.0.0.1:6080 send-proxy-v2`).
+   * `server proxy 127.0.0.1:6080 send-proxy-v2`), or with these lines (`balance`, `option`, several `server`s).
    */
-  static haproxy(server: string): Promise<LoadBalancer> {
+  static haproxy(server: string | string[]): Promise<LoadBalancer> {
     const port = freePort();
     const config = [
       "global",
@@ -103,14 +103,17 @@ export class LoadBalancer {
       `  bind 127.0.0.1:${port}`,
       "  default_backend proxies",
       "backend proxies",
-      `  ${server}`,
+      ...[server].flat().map((line) => `  ${line}`),
       "",
     ].join("\n");
     return LoadBalancer.#start("haproxy", port, () => config, (file) => ["-db", "-f", file]);
   }
 
-  /** nginx's stream module: `server { listen <free port>; <directives> }` (e.g. `proxy_pass ...; proxy_protocol on;`). */
-  static nginx(directives: string): Promise<LoadBalancer> {
+  /**
+   * nginx's stream module: `server { listen <free port>; <directives> }` (e.g. `proxy_pass ...; proxy_protocol on;`),
+   * after `stream` (more of the stream block, e.g. an `upstream`).
+   */
+  static nginx(directives: string, stream = ""): Promise<LoadBalancer> {
     const port = freePort();
     const config = (dir: string) =>
       [
@@ -121,6 +124,7 @@ export class LoadBalancer {
         "error_log stderr info;",
         "events { worker_connections 64; }",
         "stream {",
+        ...(stream ? [`  ${stream}`] : []),
         `  server { listen 127.0.0.1:${port}; ${directives} }`,
         "}",
         "",
