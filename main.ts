@@ -47,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = new Logger();
   log.verbose = command.settings.verbose;
+  log.format = command.settings.logFormat;
   // A --workers worker: its supervisor checked, reported and daemonized; the worker only serves.
   const role = workerRole();
   const inDaemon = !role && Deno.env.get(DAEMON_ENV) !== undefined;
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
     prepared = await prepareProxy(command.settings, log);
   } catch (error) {
     if (!(error instanceof StartFailure)) throw error;
-    return startupFailure(error);
+    return startupFailure(error, log);
   }
   const { settings, plugins } = prepared;
   if (settings.daemon && !inDaemon && !role) return await startDaemon(log);
@@ -159,9 +160,10 @@ async function serve(
 }
 
 /** Reports why the start failed (to stderr, and to a -D launcher); returns the exit code. */
-function startupFailure(problem: StartFailure): number {
+function startupFailure(problem: StartFailure, log: Logger): number {
   reportDaemonStatus(`error: ${problem.message}`);
-  console.error(`${PROGRAM}: error: ${problem.message}`);
+  if (log.format === "json") log.error(`error: ${problem.message}`);
+  else console.error(`${PROGRAM}: error: ${problem.message}`);
   return problem.exitCode;
 }
 

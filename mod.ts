@@ -162,6 +162,11 @@ export interface WebsockifyOptions {
    * one). @default undefined (none)
    */
   targetProxyProtocol?: "v1" | "v2";
+  /**
+   * Reverse proxies (`10.0.0.0/8`, `::1`, a list or comma-separated) whose `Forwarded`, `X-Forwarded-For` or
+   * `X-Real-IP` header names the client; anyone else's are ignored. @default undefined (none)
+   */
+  trustedProxy?: string | readonly string[];
   /** Serve the files of this folder on the same port. @default undefined */
   web?: string;
   /** The auth plugin applies to `web` requests too. @default false */
@@ -170,6 +175,11 @@ export interface WebsockifyOptions {
   fileOnly?: boolean;
   /** Do not serve the built-in pages and modules under `/websockify/`. @default false */
   noBuiltinPages?: boolean;
+  /**
+   * More WebSocket subprotocols accepted (`"mqtt"`, a list or comma-separated): the client's first offered one
+   * is selected (`binary`, then `base64`, still win when offered); relayed as binary. @default undefined
+   */
+  subprotocol?: string | readonly string[];
   /**
    * Choose each session's target from its token: a built-in plugin (TokenFile, TokenRedis, JWTTokenApi, ...)
    * or a module (`./my_plugin.ts`, a `file:` URL, an `npm:` specifier; see lib/plugin_api.ts).
@@ -195,6 +205,8 @@ export interface WebsockifyOptions {
   syslog?: string;
   /** The old BSD syslog header. @default false */
   legacySyslog?: boolean;
+  /** Log lines as websockify's text or one JSON object per line (`log` functions get them so). @default "text" */
+  logFormat?: "text" | "json";
   /** Refuse new sessions with 503 while this many are open; 0: no limit. @default 0 */
   maxSessions?: number;
   /** Refuse new sessions from an address with 503 while it has this many open; 0: no limit. @default 0 */
@@ -247,10 +259,12 @@ export const OPTION_FLAGS: {
   unixTarget: "unix-target",
   proxyProtocol: "proxy-protocol",
   targetProxyProtocol: "target-proxy-protocol",
+  trustedProxy: "trusted-proxy",
   web: "web",
   webAuth: "web-auth",
   fileOnly: "file-only",
   noBuiltinPages: "no-builtin-pages",
+  subprotocol: "subprotocol",
   tokenPlugin: "token-plugin",
   tokenSource: "token-source",
   hostToken: "host-token",
@@ -260,6 +274,7 @@ export const OPTION_FLAGS: {
   logFile: "log-file",
   syslog: "syslog",
   legacySyslog: "legacy-syslog",
+  logFormat: "log-format",
   maxSessions: "max-sessions",
   maxSessionsPerIp: "max-sessions-per-ip",
   maxHandshakesPerIp: "max-handshakes-per-ip",
@@ -314,6 +329,7 @@ export async function websockify(options: WebsockifyOptions): Promise<Websockify
     }
     : parsed.settings;
   log.verbose = given.verbose;
+  log.format = given.logFormat;
   for (const note of given.notes) log.warning(`note: ${note}`);
   const { settings, plugins } = await prepareProxy(given, log);
   const sinks = await openLogSinks(settings, log);

@@ -11,7 +11,9 @@
  */
 
 import { resolve } from "node:path";
+import { type IpRange, parseTrustedProxies } from "./forwarded.ts";
 import { parsePort, splitHostPort } from "./hostport.ts";
+import { LOG_FORMATS, type LogFormat } from "./log.ts";
 import { type OptionSpec, parseArgs, type ParsedArgs, UsageError } from "./optparse.ts";
 import { parsePluginModule } from "./plugin_modules.ts";
 import {
@@ -51,6 +53,7 @@ const DEFAULTS = {
   "max-handshakes-per-ip": "256",
   "drain-timeout": "0",
   "drain-grace": "0",
+  "log-format": "text",
 } as const;
 type WithDefault = keyof typeof DEFAULTS;
 const DEFAULT_TEXT = new Map<string, string>(Object.entries(DEFAULTS));
@@ -204,6 +207,13 @@ export const OPTIONS: OptionDef[] = [
       "refused without one",
   },
   {
+    long: "trusted-proxy",
+    takesValue: true,
+    metavar: "CIDR",
+    help: "a reverse proxy whose Forwarded / X-Forwarded-For / X-Real-IP headers name the client " +
+      "(repeatable or comma-separated; IPv4, IPv6, a bare address is one host)",
+  },
+  {
     long: "web",
     takesValue: true,
     metavar: "DIR",
@@ -218,6 +228,14 @@ export const OPTIONS: OptionDef[] = [
     long: "no-builtin-pages",
     takesValue: false,
     help: "do not serve the built-in pages under /websockify/ (Websock, wstelnet, wsecho)",
+  },
+  {
+    long: "subprotocol",
+    takesValue: true,
+    metavar: "NAME",
+    help:
+      "also accept this WebSocket subprotocol (repeatable; the client's first offered one is selected, " +
+      "binary and base64 first); relayed as binary",
   },
   {
     long: "wrap-mode",
@@ -345,6 +363,12 @@ export const OPTIONS: OptionDef[] = [
     help: "use the old BSD syslog header (with --syslog)",
   },
   {
+    long: "log-format",
+    takesValue: true,
+    metavar: "FORMAT",
+    help: "text (websockify's lines) or json (one object per line: time, level, msg, client, ...)",
+  },
+  {
     long: "file-only",
     takesValue: false,
     help: "no directory listings in --web (404 instead)",
@@ -403,6 +427,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
     settings: {
       listen,
       proxyProtocol: given.flag("proxy-protocol"),
+      trustedProxies: parseTrustedProxyOption(parsed),
       target: withTargetTls(given, target),
       targetProxyProtocol: parseTargetProxyProtocol(given),
       wrapMode,
@@ -411,6 +436,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       auth,
       webAuth: given.flag("web-auth"),
       builtinPages: !given.flag("no-builtin-pages"),
+      subprotocols: parseSubprotocols(parsed),
       notes,
       record: given.path("record"),
       traffic: given.flag("traffic"),
@@ -430,6 +456,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       logFile: given.path("log-file"),
       syslog: given.value("syslog"),
       legacySyslog: given.flag("legacy-syslog"),
+      logFormat: parseLogFormat(given),
       verbose: given.flag("verbose"),
     },
   };
@@ -808,4 +835,41 @@ function parseMode(text: string): number {
     throw new UsageError(`Error parsing listen unix socket mode: '${text}'`);
   }
   return parseInt(text, 8);
+}
+
+/** `--trusted-proxy`, every time it is given (each a comma-separated list). */
+function parseTrustedProxyOption(parsed: ParsedArgs): IpRange[] {
+  try {
+    return parseTrustedProxies(parsed.values.get("trusted-proxy") ?? []);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** An RFC 7230 token: what a subprotocol name is (RFC 6455 §4.1). */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `--subprotocol`, every time it is given (commas also separate names: a name has none). */
+function parseSubprotocols(parsed: ParsedArgs): string[] {
+  const names: string[] = [];
+  for (const value of parsed.values.get("subprotocol") ?? []) {
+    for (const raw of value.split(",")) {
+      const name = raw.trim();
+      if (!HTTP_TOKEN.test(name)) {
+        throw new UsageError(
+          `--subprotocol '${value}': ${
+            name === "" ? "an empty name" : `'${name}' is not a subprotocol name`
+          } (letters, digits and !#$%&'*+-.^_\`|~)`,
+        );
+      }
+      if (!names.includes(name)) names.push(name);
+    }
+  }
+  return names;
+}
+
+function parseLogFormat(given: GivenOptions): LogFormat {
+  const format = given.valueOrDefault("log-format");
+  if (!isOneOf(LOG_FORMATS, format)) throw invalidChoice("log-format", format, LOG_FORMATS);
+  return format;
 }

@@ -4,6 +4,7 @@
  *   [--proxy-protocol: the load balancer's PROXY header, which names the client]
  *   first bytes (3 s) -> TLS on the same connection | Flash policy answer | plain (refused with --ssl-only)
  *     -> request head (one deadline from accept covers all of the above: 10 s)
+ *        [a --trusted-proxy peer: its Forwarded / X-Forwarded-For / X-Real-IP names this request's client]
  *        -> upgrade: session.ts (token -> auth -> 101 -> target -> relay -> summary)
  *        -> GET/HEAD under /websockify/ (built-in pages) or with --web: a file; keep-alive: the next request
  *           (15 s each)
@@ -26,10 +27,11 @@ import {
   readRequestHead,
   STATUS_TEXT,
 } from "./http.ts";
+import { forwardedClient, isTrusted } from "./forwarded.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
 import type { ClientConn } from "./listen.ts";
 import type { AddressCounter } from "./limits.ts";
-import { describeAddress, type Logger } from "./log.ts";
+import { describeAddress, type LogFields, type Logger } from "./log.ts";
 import { label, type Metrics } from "./metrics.ts";
 import { type AuthRefusal, type Caller, sanitizeHeaders, type ServerPlugins } from "./plugins.ts";
 import {
@@ -109,9 +111,12 @@ export class Connection {
   readonly conn: ClientConn;
   /** The connection's number (it numbers the --record files, as in Python). */
   readonly number: number;
-  /** The client's address as log lines show it (with --proxy-protocol: once the header is read, the one it gives). */
+  /**
+   * The client's address as log lines show it (with --proxy-protocol: once the header is read, the one it gives;
+   * from a --trusted-proxy: once a request head is read, the one it names).
+   */
   client: string;
-  /** The client's address: the peer's, or the one a PROXY protocol header gave. */
+  /** The client's address: the peer's, or the one a PROXY protocol header or a trusted proxy's head gave (port 0: none). */
   clientAddr: Deno.Addr;
   /** The address the client connected to: ours, or the one a PROXY protocol header gave. */
   serverAddr: Deno.Addr | undefined;
@@ -126,6 +131,14 @@ export class Connection {
   #kind: string | undefined;
   /** The address it counts for against --max-handshakes-per-ip, while it does. */
   #handshakeKey: string | undefined;
+  /**
+   * The peer (or the PROXY protocol source) is a --trusted-proxy: each request head may name the client
+   * (Forwarded, X-Forwarded-For, X-Real-IP); `#peer` keeps the peer's own address meanwhile.
+   */
+  fromTrustedProxy = false;
+  #peer: { client: string; addr: Deno.Addr } | undefined;
+  /** What this request's JSON log lines carry besides the client (--log-format json). */
+  #facts: LogFields = {};
 
   constructor(server: ServerContext, conn: ClientConn, number: number) {
     this.server = server;
@@ -141,6 +154,31 @@ export class Connection {
       closeQuietly(this.stream);
       closeQuietly(this.conn);
     });
+    this.#checkTrusted();
+  }
+
+  /** The client's TCP port: undefined on a unix socket, or when a trusted proxy named the client without one. */
+  get clientPort(): number | undefined {
+    const address = this.clientAddr;
+    return address.transport === "tcp" && address.port > 0 ? address.port : undefined;
+  }
+
+  /** Adds facts that every later JSON log line of this request carries (its token's hash, its target). */
+  note(facts: LogFields): void {
+    Object.assign(this.#facts, facts);
+  }
+
+  /** The JSON log fields of a line about this connection: the client, this request's facts, then `extra`. */
+  fields(extra?: LogFields): LogFields {
+    return { client: this.client, client_port: this.clientPort, ...this.#facts, ...extra };
+  }
+
+  /** --trusted-proxy: whether the peer (the PROXY protocol source, once read) may name the client. */
+  #checkTrusted(): void {
+    const address = this.clientAddr;
+    this.fromTrustedProxy = address.transport === "tcp" &&
+      isTrusted(this.server.settings.trustedProxies, address.hostname);
+    this.#peer = this.fromTrustedProxy ? { client: this.client, addr: address } : undefined;
   }
 
   get log(): Logger {
@@ -177,6 +215,7 @@ export class Connection {
         this.client,
         `${this.client}: too many connections not yet in a session (--max-handshakes-per-ip ${this.server.settings.maxHandshakesPerIp}); closed`,
         "debug",
+        this.fields(),
       );
       return false;
     }
@@ -230,7 +269,10 @@ export class Connection {
         case "plain": {
           if (settings.tls.only) {
             this.refused("ssl_only");
-            this.log.info(`${this.client}: non-SSL connection received but disallowed`);
+            this.log.info(
+              `${this.client}: non-SSL connection received but disallowed`,
+              this.fields(),
+            );
             return;
           }
           if (first[0] !== 0x3c) break;
@@ -269,7 +311,12 @@ export class Connection {
       : this.client;
     const refuse = (why: string) => {
       this.refused("proxy_protocol");
-      this.log.request(this.client, `PROXY protocol header refused from ${peer}: ${why}`);
+      this.log.request(
+        this.client,
+        `PROXY protocol header refused from ${peer}: ${why}`,
+        "info",
+        this.fields(),
+      );
     };
     let received;
     try {
@@ -296,8 +343,14 @@ export class Connection {
       this.clientAddr = toDenoAddr(header.addresses.source);
       this.serverAddr = toDenoAddr(header.addresses.destination);
       this.client = describeAddress(this.clientAddr);
+      this.#checkTrusted();
     }
-    this.log.request(this.client, `${describeProxyHeader(header)}, via ${peer}`, "debug");
+    this.log.request(
+      this.client,
+      `${describeProxyHeader(header)}, via ${peer}`,
+      "debug",
+      this.fields(),
+    );
     if (rest.length > 0) return rest;
     // Nothing after the header yet: the client's first bytes get the usual time.
     return await this.deadline.race(readSome(this.conn, 1024), this.server.timeouts.firstByte);
@@ -319,12 +372,16 @@ export class Connection {
     } catch (error) {
       this.refused("no_certificate");
       if (error instanceof Deno.errors.NotFound) {
-        this.log.info(`${this.client}: SSL connection but '${options.cert}' not found`);
+        this.log.info(
+          `${this.client}: SSL connection but '${options.cert}' not found`,
+          this.fields(),
+        );
       } else {
         this.log.error(
           `${this.client}: SSL connection but the certificate cannot be used: ${
             describeError(error)
           }`,
+          this.fields(),
         );
       }
       return undefined;
@@ -337,7 +394,7 @@ export class Connection {
       const reason = error instanceof DeadlineExpired && error.why === "timeout"
         ? "timed out"
         : describeError(error);
-      this.log.request(this.client, `TLS handshake failed: ${reason}`);
+      this.log.request(this.client, `TLS handshake failed: ${reason}`, "info", this.fields());
       this.server.metrics.count("websockify_tls_handshake_failures_total");
       this.refused("tls_handshake");
       return undefined;
@@ -355,6 +412,8 @@ export class Connection {
       if (!next) return;
       this.deadline.clear();
       const { request, rest } = next;
+      this.#facts = { path: redactTokens(request.target) };
+      if (this.fromTrustedProxy && !this.#takeClientFromHead(request)) return;
       // The session's promise is returned, not awaited: no frame of this loop stays suspended (holding
       // memory) for as long as the session lasts.
       if (isUpgradeRequest(request)) {
@@ -379,7 +438,10 @@ export class Connection {
       );
       if (outcome.error !== undefined) {
         this.log.error(
-          `${request.target}: built-in file not available: ${describeError(outcome.error)}`,
+          `${redactTokens(request.target)}: built-in file not available: ${
+            describeError(outcome.error)
+          }`,
+          this.fields(),
         );
       }
       this.log.request(
@@ -387,6 +449,8 @@ export class Connection {
         `"${request.method} ${
           redactTokens(request.target)
         } ${request.version}" ${outcome.status} -`,
+        "info",
+        this.fields({ status: outcome.status }),
       );
       if (outcome.after === "close") {
         await this.finish();
@@ -394,6 +458,31 @@ export class Connection {
       }
       bytes = rest;
     }
+  }
+
+  /**
+   * --trusted-proxy, for each request of a trusted peer's connection: the client is the one its head names
+   * (lib/forwarded.ts), else the peer. The connection then counts against --max-handshakes-per-ip under that
+   * address; false when that refuses it (the connection is closed).
+   */
+  #takeClientFromHead(request: HttpRequest): boolean {
+    const peer = this.#peer!;
+    const named = forwardedClient(request.headers, this.server.settings.trustedProxies);
+    this.client = named?.address ?? peer.client;
+    this.clientAddr = named
+      ? { transport: "tcp", hostname: named.address, port: named.port ?? 0 }
+      : peer.addr;
+    if (named) {
+      this.log.request(
+        this.client,
+        `client named by the ${named.header} header of trusted proxy ${peer.client}`,
+        "debug",
+        this.fields(),
+      );
+    }
+    if (this.#handshakeKey === this.client) return true;
+    this.leaveHandshake();
+    return this.#enterHandshake();
   }
 
   /** Reads and parses a request head within the connection's deadline; answers 400/431 itself. */
@@ -420,6 +509,7 @@ export class Connection {
       this.client,
       `"${request.method} ${redactTokens(request.target)} ${request.version}"`,
       "debug",
+      this.fields(),
     );
     if (METHODS_405.has(request.method)) {
       await this.sendError(405, STATUS_TEXT[405], request.method !== "HEAD");
@@ -438,7 +528,12 @@ export class Connection {
     headers: [string, string][] = [],
     reason = `http_${status}`,
   ): Promise<void> {
-    this.log.request(this.client, `code ${status}, message ${message}`);
+    this.log.request(
+      this.client,
+      `code ${status}, message ${message}`,
+      "info",
+      this.fields({ status }),
+    );
     this.refused(reason);
     await this.#answerThenFinish(errorResponse(status, message, headers, withBody));
   }
@@ -460,6 +555,7 @@ export class Connection {
           `${this.client}: auth plugin ${auth.name}: no answer within ${
             this.server.timeouts.plugin / 1000
           } s`,
+          this.fields(),
         );
       }
       throw error;
@@ -469,6 +565,8 @@ export class Connection {
     this.log.request(
       this.client,
       `${this.client}: authentication failed: ${refusal.status} ${refusal.log}`,
+      "info",
+      this.fields({ status: refusal.status }),
     );
     await this.#answerThenFinish(
       formatResponse(refusal.status, refusal.message, [
@@ -482,11 +580,10 @@ export class Connection {
 
   /** What a plugin may know of the client and its request (headers as sanitizeHeaders gives them). */
   caller(request: HttpRequest): Caller {
-    const address = this.clientAddr;
     return {
       request: sanitizeHeaders(request, this.peer.certCN),
-      client: address.transport === "tcp"
-        ? { address: this.client, port: address.port }
+      client: this.clientPort !== undefined
+        ? { address: this.client, port: this.clientPort }
         : { address: this.client },
       clientCertCN: this.peer.certCN,
     };

@@ -41,9 +41,12 @@ export type Target =
 
 /** The client's side of the connection. */
 export interface ClientInfo {
-  /** Its address as log lines show it (IPv4-mapped IPv6 as plain IPv4; the listen path on a unix socket). */
+  /**
+   * Its address as log lines show it (IPv4-mapped IPv6 as plain IPv4; the listen path on a unix socket): the
+   * one a `--proxy-protocol` header or a `--trusted-proxy`'s request header gave, if any.
+   */
   readonly address: string;
-  /** Its TCP port; undefined on a unix socket listener. */
+  /** Its TCP port; undefined on a unix socket listener, or when a trusted proxy's header gave none. */
   readonly port?: number;
 }
 

@@ -43,7 +43,7 @@ export async function openSession(
   request: HttpRequest,
   rest: Uint8Array,
 ): Promise<void> {
-  const verdict = negotiate(request);
+  const verdict = negotiate(request, cx.server.settings.subprotocols);
   if ("status" in verdict) {
     await cx.sendError(verdict.status, verdict.message, true, verdict.headers);
     return;
@@ -99,19 +99,23 @@ async function continueSession(
   if (!target) return;
   if (!(await cx.authorize(request, target))) return;
   const { client } = cx;
+  cx.note({ target: describeTarget(target) });
   log.request(
     client,
     `"${request.method} ${redactTokens(request.target)} ${request.version}" 101 -`,
     "debug",
+    cx.fields({ status: 101 }),
   );
   log.request(
     client,
     cx.peer.secure
       ? `${client}: SSL/TLS (wss://) WebSocket connection`
       : `${client}: Plain non-SSL (ws://) WebSocket connection`,
+    "info",
+    cx.fields(),
   );
   if (request.target !== "/") {
-    log.request(client, `${client}: Path: '${redactTokens(request.target)}'`);
+    log.request(client, `${client}: Path: '${redactTokens(request.target)}'`, "info", cx.fields());
   }
 
   // Returned, not awaited, so this frame is not kept for as long as the session lasts (idle sessions are
@@ -122,7 +126,7 @@ async function continueSession(
   try {
     await runSession(cx, request, verdict, rest, target);
   } finally {
-    log.info(`${client}: exiting due to --run-once`);
+    log.info(`${client}: exiting due to --run-once`, cx.fields());
     cx.server.shutdown();
   }
 }
@@ -138,9 +142,10 @@ async function resolveTarget(
   const token = requestToken(request, target.hostToken);
   if (token === undefined) {
     cx.refused("token_missing");
-    log.info(`${cx.client}: Token not present`);
+    log.info(`${cx.client}: Token not present`, cx.fields());
     return undefined;
   }
+  cx.note({ token_hash: tokenHash(token) });
   let found: TargetSpec | undefined;
   const plugin = plugins.token!;
   const started = performance.now();
@@ -158,21 +163,22 @@ async function resolveTarget(
         lookedUp("error");
         log.error(
           `${cx.client}: token lookup failed: no answer within ${timeouts.plugin / 1000} s`,
+          cx.fields(),
         );
       }
       throw error;
     }
     if (error instanceof TokenRefused) {
       lookedUp("refused");
-      log.info(`${cx.client}: Token refused: ${error.message}`);
+      log.info(`${cx.client}: Token refused: ${error.message}`, cx.fields());
     } else {
       lookedUp("error");
-      log.error(`${cx.client}: token lookup failed: ${describeError(error)}`);
+      log.error(`${cx.client}: token lookup failed: ${describeError(error)}`, cx.fields());
     }
     return undefined;
   }
   lookedUp(found ? "found" : "unknown");
-  if (!found) log.info(`${cx.client}: Token ${tokenHash(token)} not found`);
+  if (!found) log.info(`${cx.client}: Token ${tokenHash(token)} not found`, cx.fields());
   return found;
 }
 
@@ -193,7 +199,12 @@ async function runSession(
     if (error instanceof DeadlineExpired) throw error;
     return;
   }
-  log.request(client, `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`);
+  log.request(
+    client,
+    `${CONNECTING[target.kind]} ${targetText}${usingSsl(target)}`,
+    "info",
+    cx.fields(),
+  );
   let targetStream: ByteStream;
   const connecting = connectTarget(target, {
     client,
@@ -210,7 +221,12 @@ async function runSession(
       throw error;
     }
     cx.server.metrics.count("websockify_target_connect_failures_total");
-    log.request(client, `Failed to connect to ${targetText}: ${describeError(error)}`);
+    log.request(
+      client,
+      `Failed to connect to ${targetText}: ${describeError(error)}`,
+      "info",
+      cx.fields(),
+    );
     await refuseSession(cx, CloseCode.InternalError, "Failed to connect to downstream server");
     return;
   }
@@ -220,11 +236,16 @@ async function runSession(
   if (settings.record) {
     try {
       recorder = SessionRecorder.open(settings.record, cx.number);
-      log.request(client, `opening record file: ${recorder.path}`);
+      log.request(client, `opening record file: ${recorder.path}`, "info", cx.fields());
       observer.fromClient = (bytes) => recorder!.fromClient(bytes);
       observer.fromTarget = (bytes) => recorder!.fromTarget(bytes);
     } catch (error) {
-      log.request(client, `cannot open the record file: ${describeError(error)}`, "error");
+      log.request(
+        client,
+        `cannot open the record file: ${describeError(error)}`,
+        "error",
+        cx.fields(),
+      );
     }
   }
   if (settings.traffic) {
@@ -274,16 +295,24 @@ function logSessionEnd(cx: Connection, targetText: string, result: RelayResult):
   const { log } = cx.server;
   const { client } = cx;
   if (result.closedBy === "target") {
-    log.request(client, `${targetText}: Target closed connection`, "debug");
+    log.request(client, `${targetText}: Target closed connection`, "debug", cx.fields());
   } else {
-    log.request(client, `${targetText}: Client closed connection`, "debug");
+    log.request(client, `${targetText}: Client closed connection`, "debug", cx.fields());
   }
-  log.request(client, `${targetText}: Closed target`, "debug");
+  log.request(client, `${targetText}: Closed target`, "debug", cx.fields());
   log.request(
     client,
     `${targetText}: session ended by ${result.closedBy} (${result.code} ${result.reason}): ` +
       `${result.bytesFromClient} bytes from client, ${result.bytesToClient} bytes to client, ` +
       `${(result.durationMs / 1000).toFixed(2)} s`,
+    "info",
+    cx.fields({
+      bytes_up: result.bytesFromClient,
+      bytes_down: result.bytesToClient,
+      duration_ms: Math.round(result.durationMs),
+      close_code: result.code,
+      closed_by: result.closedBy,
+    }),
   );
 }
 

@@ -7,7 +7,9 @@
  * @module
  */
 
+import type { IpRange } from "./forwarded.ts";
 import type { ByteStream } from "./io.ts";
+import type { LogFormat } from "./log.ts";
 
 /** The built-in token plugins (`--token-plugin`), by Python websockify's class names. */
 export const TOKEN_PLUGINS = [
@@ -214,6 +216,12 @@ export interface Settings {
    * @default false
    */
   readonly proxyProtocol: boolean;
+  /**
+   * Peers (or PROXY protocol sources) whose request heads may name the client: `Forwarded: for=`, else
+   * `X-Forwarded-For`, else `X-Real-IP` (lib/forwarded.ts). Anyone else's such headers are ignored.
+   * @default [] (no one)
+   */
+  readonly trustedProxies: readonly IpRange[];
   /** Where every session goes. */
   readonly target: TargetSpec;
   /**
@@ -243,6 +251,12 @@ export interface Settings {
    * @default true
    */
   readonly builtinPages: boolean;
+  /**
+   * More WebSocket subprotocols accepted besides `binary` and `base64`: the first one the client offers that is
+   * here is selected (`binary`, then `base64`, still win when offered); frames are relayed as with `binary`.
+   * @default [] (only binary and base64)
+   */
+  readonly subprotocols: readonly string[];
   /** Startup notes about values the TLS stack honours only in part (logged as warnings). */
   readonly notes: readonly string[];
   /**
@@ -337,6 +351,11 @@ export interface Settings {
    * @default false
    */
   readonly legacySyslog: boolean;
+  /**
+   * Log lines as websockify's text, or as one JSON object per line (stderr, the log file, syslog).
+   * @default "text"
+   */
+  readonly logFormat: LogFormat;
   /**
    * Debug lines too (request lines, connection opens and closes).
    * @default false

@@ -48,11 +48,13 @@ function headerTokens(value: string): string[] {
 }
 
 /**
- * Chooses the subprotocol: `binary` whenever offered (any order, any spacing); `base64` alone selects the base64
- * framing; nothing offered means raw binary and no header; only unknown protocols is a refusal.
+ * Chooses the subprotocol: `binary` whenever offered (any order, any spacing); else `base64` selects the base64
+ * framing; else the first offered name that is in `accepted` (`--subprotocol`, names compared exactly), relayed
+ * as binary; nothing offered means raw binary and no header; only unknown protocols is a refusal.
  */
 export function chooseSubprotocol(
   offered: string | undefined,
+  accepted: readonly string[] = [],
 ): { protocol: string | undefined; framing: Framing } | undefined {
   if (offered === undefined || offered.trim() === "") {
     return { protocol: undefined, framing: "binary" };
@@ -60,15 +62,20 @@ export function chooseSubprotocol(
   const protocols = offered.split(",").map((p) => p.trim());
   if (protocols.includes("binary")) return { protocol: "binary", framing: "binary" };
   if (protocols.includes("base64")) return { protocol: "base64", framing: "base64" };
+  const extra = protocols.find((protocol) => protocol !== "" && accepted.includes(protocol));
+  if (extra !== undefined) return { protocol: extra, framing: "binary" };
   return undefined;
 }
 
 /**
  * Validates an upgrade request (after `isUpgradeRequest`). Checks run in websockify's order, after one Python
  * skips: RFC 6455 §4.2.1 wants `Connection` to list `Upgrade`, and a request that asks for a WebSocket without it
- * is refused with 400 (never served as a plain request).
+ * is refused with 400 (never served as a plain request). `subprotocols`: more names accepted (`--subprotocol`).
  */
-export function negotiate(request: HttpRequest): Accepted | Rejected {
+export function negotiate(
+  request: HttpRequest,
+  subprotocols: readonly string[] = [],
+): Accepted | Rejected {
   const connection = request.headers.get("connection");
   if (connection === undefined || !headerTokens(connection).includes("upgrade")) {
     return reject(400, "Missing Connection: Upgrade header");
@@ -83,7 +90,7 @@ export function negotiate(request: HttpRequest): Accepted | Rejected {
   const key = request.headers.get("sec-websocket-key");
   if (key === undefined) return reject(400, "Missing Sec-WebSocket-Key header");
   if (!KEY_PATTERN.test(key)) return reject(400, "Invalid Sec-WebSocket-Key header");
-  const choice = chooseSubprotocol(request.headers.get("sec-websocket-protocol"));
+  const choice = chooseSubprotocol(request.headers.get("sec-websocket-protocol"), subprotocols);
   if (!choice) return reject(400, "Invalid protocol selected");
   return { accept: acceptKey(key), ...choice };
 }

@@ -26,6 +26,8 @@ export const NGINX_STREAM_AVAILABLE = runs("nginx", ["-v"]) && (() => {
     return false;
   }
 })();
+/** Whether `nginx` is here (its HTTP proxy: any Debian nginx package). */
+export const NGINX_AVAILABLE = runs("nginx", ["-v"]);
 if (!HAPROXY_AVAILABLE) console.warn("SKIP the HAProxy tests: install haproxy (.ci/run does)");
 if (!NGINX_STREAM_AVAILABLE) {
   console.warn("SKIP the nginx tests: install nginx-light and libnginx-mod-stream (.ci/run does)");
@@ -86,21 +88,27 @@ export class LoadBalancer {
   }
 
   /**
-   * HAProxy in TCP mode: a frontend on a free loopback port, one backend with `server` as given (e.g.
-   * `server proxy 127.0.0.1:6080 send-proxy-v2`), or with these lines (`balance`, `option`, several `server`s).
+   * HAProxy in TCP mode (or `mode`): a frontend on a free loopback port (with `frontend` lines added), one
+   * backend with `server` as given (e.g. `server proxy 127.0.0.1:6080 send-proxy-v2`), or with these lines
+   * (`balance`, `option`, several `server`s).
    */
-  static haproxy(server: string | string[]): Promise<LoadBalancer> {
+  static haproxy(
+    server: string | string[],
+    { mode = "tcp", frontend = [] }: { mode?: "tcp" | "http"; frontend?: string[] } = {},
+  ): Promise<LoadBalancer> {
     const port = freePort();
     const config = [
       "global",
       "  maxconn 200",
       "defaults",
-      "  mode tcp",
+      `  mode ${mode}`,
       "  timeout connect 2s",
       "  timeout client 30s",
       "  timeout server 30s",
+      ...(mode === "http" ? ["  timeout tunnel 1h"] : []),
       "frontend clients",
       `  bind 127.0.0.1:${port}`,
+      ...frontend.map((line) => `  ${line}`),
       "  default_backend proxies",
       "backend proxies",
       ...[server].flat().map((line) => `  ${line}`),
@@ -126,6 +134,38 @@ export class LoadBalancer {
         "stream {",
         ...(stream ? [`  ${stream}`] : []),
         `  server { listen 127.0.0.1:${port}; ${directives} }`,
+        "}",
+        "",
+      ].join("\n");
+    return LoadBalancer.#start("nginx", port, config, (file, dir) => [
+      "-p",
+      dir,
+      "-c",
+      file,
+      "-e",
+      "stderr",
+    ]);
+  }
+
+  /**
+   * nginx as an HTTP reverse proxy: `location / { <directives> }` in a server listening on a free port of
+   * 127.0.0.1 and of [::1] (the same port), its temporary files in its own directory.
+   */
+  static nginxHttp(directives: string): Promise<LoadBalancer> {
+    const port = freePort();
+    const config = (dir: string) =>
+      [
+        "daemon off;",
+        "master_process off;",
+        `pid ${dir}/nginx.pid;`,
+        "error_log stderr info;",
+        "events { worker_connections 64; }",
+        "http {",
+        "  access_log off;",
+        ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((kind) =>
+          `  ${kind}_temp_path ${dir}/${kind};`
+        ),
+        `  server { listen 127.0.0.1:${port}; listen [::1]:${port}; location / { ${directives} } }`,
         "}",
         "",
       ].join("\n");

@@ -46,6 +46,7 @@ export async function startProxy(
   const log = new CapturedLog();
   const logger = new Logger([log]);
   logger.verbose = true;
+  logger.format = settings.logFormat;
   const listener = await openListener(settings.listen);
   const plugins = await loadPlugins(settings, (message) => logger.warning(message));
   const server = new ProxyServer(

@@ -224,3 +224,58 @@ Deno.test("built-in pages: on by default, off with --no-builtin-pages (also abbr
     /--no-builtin-pages +do not serve the built-in pages under \/websockify\//,
   );
 });
+
+Deno.test("--trusted-proxy: repeatable and comma-separated, IPv4 and IPv6; mistakes are usage errors", () => {
+  assert.deepEqual(settings(["6080", "h:1"]).trustedProxies, []);
+  const ranges = settings([
+    "--trusted-proxy",
+    "10.0.0.0/8,192.0.2.1",
+    "--trusted-proxy=::1",
+    "--trusted-proxy",
+    "fd00::/8",
+    "6080",
+    "h:1",
+  ]).trustedProxies;
+  assert.deepEqual(ranges.map((range) => range.text), [
+    "10.0.0.0/8",
+    "192.0.2.1/32",
+    "::1/128",
+    "fd00::/8",
+  ]);
+  usageError(["--trusted-proxy", "10.1.0.0/8", "6080", "h:1"], /did you mean 10\.0\.0\.0\/8/);
+  usageError(["--trusted-proxy", "nginx", "6080", "h:1"], /'nginx': not an IP address/);
+  usageError(["--trusted-proxy", "10.0.0.0/40", "6080", "h:1"], /prefix length/);
+  assert.match(helpText(), /--trusted-proxy=CIDR/);
+});
+
+Deno.test("--subprotocol: repeatable and comma-separated names, checked; --log-format: text or json", () => {
+  assert.deepEqual(settings(["6080", "h:1"]).subprotocols, []);
+  assert.deepEqual(
+    settings([
+      "--subprotocol",
+      "mqtt",
+      "--subprotocol=sip, v12.stomp",
+      "--subprotocol",
+      "mqtt",
+      "6080",
+      "h:1",
+    ])
+      .subprotocols,
+    ["mqtt", "sip", "v12.stomp"],
+  );
+  usageError(["--subprotocol", "a b", "6080", "h:1"], /'a b' is not a subprotocol name/);
+  usageError(["--subprotocol", "", "6080", "h:1"], /an empty name/);
+  usageError(["--subprotocol", "mqtt,", "6080", "h:1"], /an empty name/);
+  usageError(["--subprotocol", "caf\u00e9", "6080", "h:1"], /not a subprotocol name/);
+  assert.equal(settings(["6080", "h:1"]).logFormat, "text");
+  assert.equal(settings(["--log-format", "json", "6080", "h:1"]).logFormat, "json");
+  assert.equal(settings(["--log-format=text", "6080", "h:1"]).logFormat, "text");
+  usageError(
+    ["--log-format", "xml", "6080", "h:1"],
+    /option --log-format: invalid choice: 'xml' \(choose from 'text', 'json'\)/,
+  );
+  // --log-file keeps its unambiguous abbreviations.
+  assert.equal(settings(["--log-fi=/x.log", "6080", "h:1"]).logFile, "/x.log");
+  assert.match(helpText(), /--log-format=FORMAT\s+.*\(default: text\)/);
+  assert.match(helpText(), /--subprotocol=NAME/);
+});

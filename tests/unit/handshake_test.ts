@@ -129,3 +129,46 @@ Deno.test("101 response carries accept and the chosen protocol", () => {
   );
   assert.doesNotMatch(none, /Sec-WebSocket-Protocol/);
 });
+
+Deno.test("--subprotocol: the client's first offered name in the list; binary, then base64, still win", () => {
+  const accepted = ["sip", "mqtt"];
+  const choose = (offered: string | undefined) => chooseSubprotocol(offered, accepted);
+  // The client's order decides among the extra names, not the list's.
+  assert.deepEqual(choose("mqtt, sip"), { protocol: "mqtt", framing: "binary" });
+  assert.deepEqual(choose("sip,mqtt"), { protocol: "sip", framing: "binary" });
+  assert.deepEqual(choose("chat, mqtt"), { protocol: "mqtt", framing: "binary" });
+  assert.deepEqual(choose("  mqtt  "), { protocol: "mqtt", framing: "binary" });
+  // binary and base64 behave as without the option.
+  assert.deepEqual(choose("mqtt, binary"), { protocol: "binary", framing: "binary" });
+  assert.deepEqual(choose("mqtt, base64"), { protocol: "base64", framing: "base64" });
+  assert.deepEqual(choose("base64"), { protocol: "base64", framing: "base64" });
+  assert.deepEqual(choose(undefined), { protocol: undefined, framing: "binary" });
+  assert.deepEqual(choose(" "), { protocol: undefined, framing: "binary" });
+  // Names are compared exactly; unknown-only offers are still refused.
+  assert.equal(choose("MQTT"), undefined);
+  assert.equal(choose("chat"), undefined);
+  assert.equal(choose("mqt"), undefined);
+  assert.equal(choose(",,"), undefined);
+  assert.equal(chooseSubprotocol("mqtt"), undefined, "no extra names without the option");
+  // An empty name in the list matches no empty entry of an offer.
+  assert.equal(chooseSubprotocol("mqtt, ", [""]), undefined);
+});
+
+Deno.test("--subprotocol through negotiate: the 101 names the selection; others still 400", () => {
+  const offer = (protocols: string, accepted: string[]) =>
+    negotiate(request({ ...GOOD, "sec-websocket-protocol": protocols }), accepted);
+  const mqtt = offer("mqtt", ["mqtt"]);
+  assert.ok("accept" in mqtt);
+  assert.equal(mqtt.protocol, "mqtt");
+  assert.equal(mqtt.framing, "binary");
+  assert.match(
+    new TextDecoder().decode(switchingProtocols(mqtt)),
+    /Sec-WebSocket-Protocol: mqtt\r\n/,
+  );
+  assert.deepEqual(offer("sip", ["mqtt"]), {
+    status: 400,
+    message: "Invalid protocol selected",
+    headers: [],
+  });
+  assert.ok("status" in negotiate(request({ ...GOOD, "sec-websocket-protocol": "mqtt" })));
+});
