@@ -19,6 +19,7 @@ export const TOKEN_PLUGINS = [
   "JSONTokenApi",
   "JWTTokenApi",
   "TokenRedis",
+  "ReverseConnection",
 ] as const;
 export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 

@@ -47,7 +47,11 @@ export async function startProxy(
   const logger = new Logger([log]);
   logger.verbose = true;
   const listener = await openListener(settings.listen);
-  const plugins = await loadPlugins(settings, (message) => logger.warning(message));
+  const plugins = await loadPlugins(
+    settings,
+    (message) => logger.warning(message),
+    (message) => logger.info(message),
+  );
   const server = new ProxyServer(
     settings,
     listener,
