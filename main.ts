@@ -65,7 +65,11 @@ async function main(argv: string[]): Promise<number> {
     return startupFailure(error, log);
   }
   const { settings, plugins } = prepared;
-  if (settings.daemon && !inDaemon && !role) return await startDaemon(log);
+  if (settings.daemon && !inDaemon && !role) {
+    // The daemon listens where the plugins listen (ReverseConnection): this process lets go first.
+    plugins.token?.close?.();
+    return await startDaemon(log);
+  }
   if (inDaemon) Deno.chdir("/");
 
   let sinks;

@@ -45,7 +45,12 @@ export async function prepareProxy(
   const problem = await checkStartup(settings);
   if (problem) throw new StartFailure(problem.message, problem.exitCode);
   try {
-    return { settings, plugins: await loadPlugins(settings, (message) => log.warning(message)) };
+    const plugins = await loadPlugins(
+      settings,
+      (message) => log.warning(message),
+      (message) => log.info(message),
+    );
+    return { settings, plugins };
   } catch (error) {
     throw new StartFailure(describeError(error), 2);
   }

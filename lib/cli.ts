@@ -16,6 +16,7 @@ import { parsePort, splitHostPort } from "./hostport.ts";
 import { LOG_FORMATS, type LogFormat } from "./log.ts";
 import { type OptionSpec, parseArgs, type ParsedArgs, UsageError } from "./optparse.ts";
 import { parsePluginModule } from "./plugin_modules.ts";
+import { formatReverseSource, parseReverseSource } from "./reverse.ts";
 import {
   AUTH_PLUGINS,
   type AuthSettings,
@@ -523,6 +524,9 @@ function parseWorkers(given: GivenOptions, listen: ListenSpec, target: TargetSpe
   if (listen.kind === "inetd") throw refuse("--inetd (inetd hands over one socket)");
   if (listen.kind === "unix") throw refuse("--unix-listen (SO_REUSEPORT is for TCP)");
   if (given.flag("run-once")) throw refuse("--run-once (one session, one process)");
+  if (target.kind === "token" && target.plugin === "ReverseConnection") {
+    throw refuse("--token-plugin ReverseConnection (servers are parked in one process)");
+  }
   return count;
 }
 
@@ -766,6 +770,16 @@ function tokenTarget(given: GivenOptions, plugin: TokenPluginName | PluginModule
  */
 function tokenSource(plugin: TokenPluginName, source: string, cwd: string): string {
   if (plugin === "BaseTokenAPI" || plugin === "JSONTokenApi") return source;
+  if (plugin === "ReverseConnection") {
+    // Where servers dial in: a bare port is every interface, as for the listen address.
+    const address = parseReverseSource(source);
+    if (!address) {
+      throw new UsageError(
+        `--token-source '${source}': ReverseConnection takes [HOST:]PORT (where servers dial in)`,
+      );
+    }
+    return formatReverseSource(address);
+  }
   if (plugin !== "TokenRedis") return resolve(cwd, source);
   try {
     return formatRedisSource(parseRedisSource(source, cwd));

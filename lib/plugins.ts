@@ -6,7 +6,7 @@
  *
  * - token: `TokenFile` (file or directory, re-read on every lookup), `ReadOnlyTokenFile` (read once),
  *   `TokenFileName` (the token names a file holding `host:port`), `UnixDomainSocketDirectory` (the token names a
- *   unix socket in a directory).
+ *   unix socket in a directory), `ReverseConnection` (the token is the ID a server that dialed in sent: reverse.ts).
  * - auth: `BasicHTTPAuth` (`user:password`), `ExpectOrigin` (allowed origins), `ClientCertCNAuth` (allowed
  *   client-certificate CNs; needs --verify-client).
  *
@@ -23,6 +23,7 @@ import type { HttpRequest } from "./http.ts";
 import type { ClientInfo } from "./plugin_api.ts";
 import { loadAuthModule, loadTokenModule } from "./plugin_modules.ts";
 import type { AuthPluginName, Settings, TargetSpec, TokenPluginName } from "./settings.ts";
+import { ReverseConnections } from "./reverse.ts";
 import { parseRedisSource, redisTokens } from "./tokenredis.ts";
 
 /** Finds a session's target from its token; undefined when the token is unknown. */
@@ -117,6 +118,7 @@ export async function createTokenPlugin(
   name: TokenPluginName,
   source: string,
   warn: (message: string) => void,
+  info: (message: string) => void = () => {},
 ): Promise<TokenPlugin> {
   switch (name) {
     case "TokenFile": {
@@ -175,6 +177,9 @@ export async function createTokenPlugin(
       return await jwtTokens(source);
     case "TokenRedis":
       return await redisTokens(parseRedisSource(source, Deno.cwd()), warn);
+    case "ReverseConnection":
+      // Servers dial in to its own listener (reverse.ts); the token is the ID they send.
+      return ReverseConnections.open(source, { info, warning: warn });
     case "UnixDomainSocketDirectory": {
       const root = await Deno.realPath(source);
       return {
@@ -552,6 +557,7 @@ export interface ServerPlugins {
 export async function loadPlugins(
   settings: Pick<Settings, "target" | "auth">,
   warn: (message: string) => void,
+  info?: (message: string) => void,
 ): Promise<ServerPlugins> {
   const { target, auth } = settings;
   // A module plugin (plugin_modules.ts) is an object; a built-in one a name (the command line required its source).
@@ -559,7 +565,7 @@ export async function loadPlugins(
     token: target.kind !== "token"
       ? undefined
       : typeof target.plugin === "string"
-      ? await createTokenPlugin(target.plugin, target.source ?? "", warn)
+      ? await createTokenPlugin(target.plugin, target.source ?? "", warn, info)
       : await loadTokenModule(target.plugin, target.source),
     auth: !auth
       ? undefined

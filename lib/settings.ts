@@ -21,6 +21,7 @@ export const TOKEN_PLUGINS = [
   "JSONTokenApi",
   "JWTTokenApi",
   "TokenRedis",
+  "ReverseConnection",
 ] as const;
 export type TokenPluginName = typeof TOKEN_PLUGINS[number];
 

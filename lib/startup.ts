@@ -164,6 +164,8 @@ async function checkTokenSource(target: Settings["target"]): Promise<string | un
     return checkTokenServiceUrl(option, source);
   }
   if (target.plugin === "TokenRedis") return await checkRedisPasswordFile(option, source);
+  // An address, checked by the command line; the plugin says if it cannot listen there.
+  if (target.plugin === "ReverseConnection") return undefined;
   try {
     const info = await Deno.stat(source);
     const needsDirectory = target.plugin === "TokenFileName" ||

@@ -48,7 +48,11 @@ export async function startProxy(
   logger.verbose = true;
   logger.format = settings.logFormat;
   const listener = await openListener(settings.listen);
-  const plugins = await loadPlugins(settings, (message) => logger.warning(message));
+  const plugins = await loadPlugins(
+    settings,
+    (message) => logger.warning(message),
+    (message) => logger.info(message),
+  );
   const server = new ProxyServer(
     settings,
     listener,
