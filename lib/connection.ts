@@ -46,6 +46,7 @@ import type { Settings, TargetSpec } from "./settings.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
 import { describeError } from "./targets.ts";
 import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
+import { hidesPathTokens } from "./token_from.ts";
 import { serveStatic, type WebOutcome } from "./web.ts";
 import { isUpgradeRequest } from "./websocket/handshake.ts";
 
@@ -120,6 +121,11 @@ export class Connection {
   /** The connection, or its decrypted TLS stream once TLS is up. */
   stream: ByteStream;
   peer: Peer = { secure: false, certCN: undefined };
+  /**
+   * The connection comes from a trusted proxy (`--trusted-proxy`): only then are token headers
+   * (`--token-from header:NAME`) honoured.
+   */
+  fromTrustedProxy = false;
   /** The session's relay, once the WebSocket session runs (shutdown then goes through it). */
   relay: Relay | undefined;
   /** What the connection turned out to be, once known (counted in websockify_connections_total). */
@@ -385,7 +391,7 @@ export class Connection {
       this.log.request(
         this.client,
         `"${request.method} ${
-          redactTokens(request.target)
+          redactTokens(request.target, hidesPathTokens(settings.target))
         } ${request.version}" ${outcome.status} -`,
       );
       if (outcome.after === "close") {
@@ -418,7 +424,9 @@ export class Connection {
   async #answerPlainHttp(request: HttpRequest): Promise<void> {
     this.log.request(
       this.client,
-      `"${request.method} ${redactTokens(request.target)} ${request.version}"`,
+      `"${request.method} ${
+        redactTokens(request.target, hidesPathTokens(this.server.settings.target))
+      } ${request.version}"`,
       "debug",
     );
     if (METHODS_405.has(request.method)) {
@@ -430,15 +438,19 @@ export class Connection {
 
   // ---- answers and endings, shared with session.ts --------------------------------------------------------
 
-  /** Sends an HTTP error page and closes without resetting what the client may still be sending. */
+  /**
+   * Sends an HTTP error page and closes without resetting what the client may still be sending. The log line
+   * is `code <status>, message <message>`, or `options.log` when the client is told less than the log.
+   */
   async sendError(
     status: number,
     message: string,
     withBody = true,
     headers: [string, string][] = [],
     reason = `http_${status}`,
+    options: { log?: string } = {},
   ): Promise<void> {
-    this.log.request(this.client, `code ${status}, message ${message}`);
+    this.log.request(this.client, options.log ?? `code ${status}, message ${message}`);
     this.refused(reason);
     await this.#answerThenFinish(errorResponse(status, message, headers, withBody));
   }
