@@ -390,8 +390,9 @@ export class Connection {
       }
       this.log.request(
         this.client,
+        // A file served shows its path; with --token-from path, any other answer hides its last segment.
         `"${request.method} ${
-          redactTokens(request.target, hidesPathTokens(settings.target))
+          redactTokens(request.target, outcome.status >= 400 && hidesPathTokens(settings.target))
         } ${request.version}" ${outcome.status} -`,
       );
       if (outcome.after === "close") {
