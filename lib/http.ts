@@ -6,7 +6,7 @@
  */
 
 import type { ByteStream } from "./io.ts";
-import { redactTokens } from "./secrets.ts";
+import { hidePathToken, redactTokens } from "./secrets.ts";
 import { escapeControls, escapeHtml } from "./text.ts";
 
 /** A parsed request head. Header names are lower-cased; repeated headers are joined with ", ". */
@@ -47,7 +47,7 @@ export function parseRequestHead(head: Uint8Array): HttpRequest {
   const parts = requestLine.split(" ");
   if (parts.length !== 3 || !TOKEN.test(parts[0]) || parts[1] === "") {
     // The line is quoted in the log: a token in it (query or path) is named by its hash.
-    const shown = requestLine.split(" ").map((word) => redactTokens(word, true)).join(" ");
+    const shown = redactTokens(requestLine).split(" ").map(hidePathToken).join(" ");
     throw new BadRequestError(`Bad request syntax (${JSON.stringify(shown.slice(0, 80))})`);
   }
   const [method, target, version] = parts;

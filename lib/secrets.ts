@@ -26,11 +26,7 @@ export function tokenHash(token: string): string {
  * token (`/websockify/TOKEN`, as lib/token_from.ts `pathToken` reads it) becomes its hash too.
  */
 export function redactTokens(target: string, hidePath = false): string {
-  if (hidePath) {
-    const end = target.search(/[?#]/);
-    const path = end === -1 ? target : target.slice(0, end);
-    target = redactPathToken(path) + target.slice(path.length);
-  }
+  if (hidePath) target = hidePathToken(target);
   const question = target.indexOf("?");
   if (question === -1) return target;
   const rest = target.slice(question + 1).replace(/[^&#]+/g, (part) => {
@@ -42,17 +38,24 @@ export function redactTokens(target: string, hidePath = false): string {
   return `${target.slice(0, question + 1)}${rest}`;
 }
 
-/** The path with its token segment, if it has one, as the hash of the decoded token (of the raw one if broken). */
-function redactPathToken(path: string): string {
+/**
+ * A request target with its path's token segment, if it has one (lib/token_from.ts `rawPathToken`), as the hash
+ * of the decoded token (of the raw one if its encoding is broken); the query is left as it is.
+ */
+export function hidePathToken(target: string): string {
+  const end = target.search(/[?#]/);
+  const path = end === -1 ? target : target.slice(0, end);
   const raw = rawPathToken(path);
-  if (raw === undefined) return path;
+  if (raw === undefined) return target;
   let token = raw;
   try {
     token = decodeURIComponent(raw);
   } catch {
     // Not a token a plugin would see, but hidden all the same.
   }
-  return `${path.slice(0, path.length - raw.length)}${tokenHash(token)}`;
+  return `${path.slice(0, path.length - raw.length)}${tokenHash(token)}${
+    target.slice(path.length)
+  }`;
 }
 
 /**
