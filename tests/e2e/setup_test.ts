@@ -266,6 +266,7 @@ Deno.test("a fresh machine: deno task start downloads only what the proxy needs 
     const testPackages = (await entries(`${project}/tests/node_modules`))
       .filter((n) => !n.startsWith("."));
     assert.deepEqual(testPackages, [
+      "@novnc",
       "@peculiar",
       "@xterm",
       "jose",
