@@ -188,8 +188,23 @@ export interface WebsockifyOptions {
   tokenPlugin?: string;
   /** The token plugin's source. @default undefined */
   tokenSource?: string;
-  /** The token is the Host header instead of `?token=`. @default false */
+  /** The token is the Host header instead of `?token=` (the same as `tokenFrom: "host"`). @default false */
   hostToken?: boolean;
+  /**
+   * Where the token is read, in order, comma-separated: `query`, `host`, `path` (`/websockify/TOKEN`),
+   * `cookie:NAME`, `header:NAME` (from trusted proxies only), `protocol` (an offered subprotocol `token.VALUE`).
+   * @default "query"
+   */
+  tokenFrom?: string;
+  /**
+   * The targets a token plugin may choose, comma-separated: `host:port`, `host:*`, `10.0.0.0/8:5900-5999`,
+   * `[fd00::/8]:5900`, `unix:/path`, `unix:/dir/*`; any other is refused with 403. @default undefined (any)
+   */
+  allowedTargets?: string;
+  /** Only these Origins may open a session (403 for others; no Origin passes). @default undefined (any) */
+  allowedOrigin?: string | readonly string[];
+  /** A client message larger than this many bytes closes the session with 1009; 0: no limit. @default 0 */
+  maxMessageSize?: number;
   /**
    * Authenticate connections: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth, or a module.
    * @default undefined
@@ -268,6 +283,10 @@ export const OPTION_FLAGS: {
   tokenPlugin: "token-plugin",
   tokenSource: "token-source",
   hostToken: "host-token",
+  tokenFrom: "token-from",
+  allowedTargets: "allowed-targets",
+  allowedOrigin: "allowed-origin",
+  maxMessageSize: "max-message-size",
   authPlugin: "auth-plugin",
   authSource: "auth-source",
   heartbeat: "heartbeat",
@@ -381,7 +400,10 @@ function commandLine(options: WebsockifyOptions): string[] {
     if (!(key in OPTION_FLAGS)) throw new UsageError(`unknown option '${key}'`);
     const flag = OPTION_FLAGS[key as keyof WebsockifyOptions];
     if (flag === undefined || value === undefined || value === false) continue;
-    argv.push(value === true ? `--${flag}` : `--${flag}=${value}`);
+    // A repeatable option (allowedOrigin) may be given a list: one flag per item.
+    for (const item of Array.isArray(value) ? value : [value]) {
+      argv.push(item === true ? `--${flag}` : `--${flag}=${item}`);
+    }
   }
   if (options.listen !== undefined) argv.push(String(options.listen));
   // An in-process target stands in for a TCP one here (the command line needs one); it is put in its place

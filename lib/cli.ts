@@ -12,9 +12,11 @@
 
 import { resolve } from "node:path";
 import { type IpRange, parseTrustedProxies } from "./forwarded.ts";
+import { parseAllowedTargets, type TargetRule } from "./allowed_targets.ts";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import { LOG_FORMATS, type LogFormat } from "./log.ts";
 import { type OptionSpec, parseArgs, type ParsedArgs, UsageError } from "./optparse.ts";
+import { parseOrigin } from "./origins.ts";
 import { parsePluginModule } from "./plugin_modules.ts";
 import { formatReverseSource, parseReverseSource } from "./reverse.ts";
 import {
@@ -27,10 +29,12 @@ import {
   type TargetSpec,
   TOKEN_PLUGINS,
   type TokenPluginName,
+  type TokenSource,
   type WebSettings,
   WRAP_MODES,
   type WrapMode,
 } from "./settings.ts";
+import { DEFAULT_TOKEN_FROM, parseTokenFrom } from "./token_from.ts";
 import { formatRedisSource, parseRedisSource } from "./tokenredis.ts";
 
 export { UsageError };
@@ -55,6 +59,8 @@ const DEFAULTS = {
   "drain-timeout": "0",
   "drain-grace": "0",
   "log-format": "text",
+  "token-from": "query",
+  "max-message-size": "0",
 } as const;
 type WithDefault = keyof typeof DEFAULTS;
 const DEFAULT_TEXT = new Map<string, string>(Object.entries(DEFAULTS));
@@ -278,7 +284,22 @@ export const OPTIONS: OptionDef[] = [
   {
     long: "host-token",
     takesValue: false,
-    help: "take the token from the Host header instead of ?token=",
+    help: "take the token from the Host header instead of ?token= (same as --token-from host)",
+  },
+  {
+    long: "token-from",
+    takesValue: true,
+    metavar: "LIST",
+    help: "where the token is read, first hit wins: query, host, path (/websockify/TOKEN), " +
+      "cookie:NAME, header:NAME (from --trusted-proxy peers only), protocol (subprotocol token.VALUE)",
+  },
+  {
+    long: "allowed-targets",
+    takesValue: true,
+    metavar: "LIST",
+    help:
+      "refuse (403) a token's target outside these: host:port, host:*, CIDR:port, CIDR:lo-hi, " +
+      "[v6/N]:port, unix:/path, unix:/dir/*",
   },
   {
     long: "auth-plugin",
@@ -295,10 +316,22 @@ export const OPTIONS: OptionDef[] = [
     help: "the auth plugin's source",
   },
   {
+    long: "allowed-origin",
+    takesValue: true,
+    metavar: "ORIGIN",
+    help: "refuse (403) WebSocket upgrades from other Origins (repeatable; no Origin passes)",
+  },
+  {
     long: "heartbeat",
     takesValue: true,
     metavar: "SECONDS",
     help: "ping the client every SECONDS; close it after 2 unanswered (0: never)",
+  },
+  {
+    long: "max-message-size",
+    takesValue: true,
+    metavar: "BYTES",
+    help: "close a session with 1009 when a client message or frame is larger (0: no limit)",
   },
   {
     long: "workers",
@@ -435,6 +468,9 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       tls,
       web,
       auth,
+      allowedOrigins: parseAllowedOrigins(given),
+      allowedTargets: parseAllowedTargetsOption(given, target),
+      maxMessageSize: parseByteCount(given, "max-message-size"),
       webAuth: given.flag("web-auth"),
       builtinPages: !given.flag("no-builtin-pages"),
       subprotocols: parseSubprotocols(parsed),
@@ -483,6 +519,11 @@ class GivenOptions {
   /** The option's value (the last one given), or undefined. */
   value(name: string): string | undefined {
     return this.#parsed.values.get(name)?.at(-1);
+  }
+
+  /** Every value the option was given, in order. */
+  all(name: string): string[] {
+    return this.#parsed.values.get(name) ?? [];
   }
 
   /** The option's value, or its default. */
@@ -707,9 +748,11 @@ function parseTokenPlugin(given: GivenOptions): TokenPluginName | PluginModule |
     return module;
   }
   if (
-    plugin === undefined && (given.value("token-source") !== undefined || given.flag("host-token"))
+    plugin === undefined &&
+    (given.value("token-source") !== undefined || given.flag("host-token") ||
+      given.value("token-from") !== undefined)
   ) {
-    throw new UsageError("--token-source and --host-token require --token-plugin");
+    throw new UsageError("--token-source, --token-from and --host-token require --token-plugin");
   }
   return plugin;
 }
@@ -751,16 +794,73 @@ function tokenTarget(given: GivenOptions, plugin: TokenPluginName | PluginModule
   const source = targetConfig ?? given.value("token-source");
   if (typeof plugin !== "string") {
     // A module's source is its own business: handed over verbatim, and optional.
-    return { kind: "token", plugin, source, hostToken: given.flag("host-token") };
+    return { kind: "token", plugin, source, tokenFrom: parseTokenFromOption(given) };
   }
   if (source === undefined) throw new UsageError(`--token-plugin ${plugin} needs --token-source`);
   return {
     kind: "token",
     plugin,
     source: tokenSource(plugin, source, given.cwd),
-    hostToken: given.flag("host-token"),
+    tokenFrom: parseTokenFromOption(given),
     ...(targetConfig !== undefined ? { sourceOption: "--target-config" } : {}),
   };
+}
+
+/** `--token-from` (every value given, in order), or `--host-token` (its alias), or the default: `query`. */
+function parseTokenFromOption(given: GivenOptions): TokenSource[] {
+  const lists = given.all("token-from");
+  if (given.flag("host-token")) {
+    if (lists.length > 0) {
+      throw new UsageError("--host-token is --token-from host: give one or the other");
+    }
+    return [{ kind: "host" }];
+  }
+  if (lists.length === 0) return [...DEFAULT_TOKEN_FROM];
+  try {
+    return parseTokenFrom(lists.join(","));
+  } catch (error) {
+    throw new UsageError(`--token-from ${(error as Error).message}`);
+  }
+}
+
+/** `--allowed-targets` (every value given): rules for the targets a token plugin chooses. */
+function parseAllowedTargetsOption(
+  given: GivenOptions,
+  target: TargetSpec,
+): TargetRule[] | undefined {
+  const lists = given.all("allowed-targets");
+  if (lists.length === 0) return undefined;
+  if (target.kind !== "token") {
+    throw new UsageError(
+      "--allowed-targets checks the targets a token plugin chooses: it needs --token-plugin",
+    );
+  }
+  try {
+    return lists.flatMap((list) => parseAllowedTargets(list));
+  } catch (error) {
+    throw new UsageError(`--allowed-targets ${(error as Error).message}`);
+  }
+}
+
+/** `--allowed-origin` (repeatable; a value may also list several, comma-separated), serialized. */
+function parseAllowedOrigins(given: GivenOptions): string[] {
+  const origins = given.all("allowed-origin").flatMap((value) => value.split(","))
+    .map((origin) => origin.trim()).filter((origin) => origin !== "");
+  try {
+    return [...new Set(origins.map(parseOrigin))];
+  } catch (error) {
+    throw new UsageError(`--allowed-origin ${(error as Error).message}`);
+  }
+}
+
+/** A whole number of bytes, 0 or more (0: no limit). */
+function parseByteCount(given: GivenOptions, name: WithDefault): number {
+  const text = given.valueOrDefault(name);
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(`option --${name}: invalid number of bytes: '${text}'`);
+  }
+  return value;
 }
 
 /**

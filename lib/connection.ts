@@ -48,6 +48,7 @@ import type { Settings, TargetSpec } from "./settings.ts";
 import { answerFlashPolicy, classifyFirstBytes, readSome } from "./sniff.ts";
 import { describeError } from "./targets.ts";
 import { acceptTls, loadCredentials, peerCommonName, type TlsStream } from "./tls.ts";
+import { hidesPathTokens } from "./token_from.ts";
 import { serveStatic, type WebOutcome } from "./web.ts";
 import { isUpgradeRequest } from "./websocket/handshake.ts";
 
@@ -133,7 +134,8 @@ export class Connection {
   #handshakeKey: string | undefined;
   /**
    * The peer (or the PROXY protocol source) is a --trusted-proxy: each request head may name the client
-   * (Forwarded, X-Forwarded-For, X-Real-IP); `#peer` keeps the peer's own address meanwhile.
+   * (Forwarded, X-Forwarded-For, X-Real-IP), and token headers (`--token-from header:NAME`) are honoured;
+   * `#peer` keeps the peer's own address meanwhile.
    */
   fromTrustedProxy = false;
   #peer: { client: string; addr: Deno.Addr } | undefined;
@@ -412,7 +414,9 @@ export class Connection {
       if (!next) return;
       this.deadline.clear();
       const { request, rest } = next;
-      this.#facts = { path: redactTokens(request.target) };
+      this.#facts = {
+        path: redactTokens(request.target, hidesPathTokens(this.server.settings.target)),
+      };
       if (this.fromTrustedProxy && !this.#takeClientFromHead(request)) return;
       // The session's promise is returned, not awaited: no frame of this loop stays suspended (holding
       // memory) for as long as the session lasts.
@@ -438,16 +442,17 @@ export class Connection {
       );
       if (outcome.error !== undefined) {
         this.log.error(
-          `${redactTokens(request.target)}: built-in file not available: ${
-            describeError(outcome.error)
-          }`,
+          `${
+            redactTokens(request.target, hidesPathTokens(settings.target))
+          }: built-in file not available: ${describeError(outcome.error)}`,
           this.fields(),
         );
       }
       this.log.request(
         this.client,
+        // A file served shows its path; with --token-from path, any other answer hides its last segment.
         `"${request.method} ${
-          redactTokens(request.target)
+          redactTokens(request.target, outcome.status >= 400 && hidesPathTokens(settings.target))
         } ${request.version}" ${outcome.status} -`,
         "info",
         this.fields({ status: outcome.status }),
@@ -507,7 +512,9 @@ export class Connection {
   async #answerPlainHttp(request: HttpRequest): Promise<void> {
     this.log.request(
       this.client,
-      `"${request.method} ${redactTokens(request.target)} ${request.version}"`,
+      `"${request.method} ${
+        redactTokens(request.target, hidesPathTokens(this.server.settings.target))
+      } ${request.version}"`,
       "debug",
       this.fields(),
     );
@@ -520,17 +527,21 @@ export class Connection {
 
   // ---- answers and endings, shared with session.ts --------------------------------------------------------
 
-  /** Sends an HTTP error page and closes without resetting what the client may still be sending. */
+  /**
+   * Sends an HTTP error page and closes without resetting what the client may still be sending. The log line
+   * is `code <status>, message <message>`, or `options.log` when the client is told less than the log.
+   */
   async sendError(
     status: number,
     message: string,
     withBody = true,
     headers: [string, string][] = [],
     reason = `http_${status}`,
+    options: { log?: string } = {},
   ): Promise<void> {
     this.log.request(
       this.client,
-      `code ${status}, message ${message}`,
+      options.log ?? `code ${status}, message ${message}`,
       "info",
       this.fields({ status }),
     );

@@ -6,7 +6,7 @@
  */
 
 import type { ByteStream } from "./io.ts";
-import { redactTokens } from "./secrets.ts";
+import { hidePathToken, redactTokens } from "./secrets.ts";
 import { escapeControls, escapeHtml } from "./text.ts";
 
 /** A parsed request head. Header names are lower-cased; repeated headers are joined with ", ". */
@@ -46,10 +46,9 @@ export function parseRequestHead(head: Uint8Array): HttpRequest {
   const requestLine = lines[0];
   const parts = requestLine.split(" ");
   if (parts.length !== 3 || !TOKEN.test(parts[0]) || parts[1] === "") {
-    // The line is quoted in the log: a token in it is named by its hash.
-    throw new BadRequestError(
-      `Bad request syntax (${JSON.stringify(redactTokens(requestLine).slice(0, 80))})`,
-    );
+    // The line is quoted in the log: a token in it (query or path) is named by its hash.
+    const shown = redactTokens(requestLine).split(" ").map(hidePathToken).join(" ");
+    throw new BadRequestError(`Bad request syntax (${JSON.stringify(shown.slice(0, 80))})`);
   }
   const [method, target, version] = parts;
   if (!/^HTTP\/1\.[0-9]$/.test(version)) {
@@ -62,7 +61,12 @@ export function parseRequestHead(head: Uint8Array): HttpRequest {
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon) : "";
     if (!TOKEN.test(name)) {
-      throw new BadRequestError(`Bad header line (${JSON.stringify(line.slice(0, 40))})`);
+      // Only the name is quoted: the value may be a secret (a cookie, a token header, credentials).
+      throw new BadRequestError(
+        colon > 0
+          ? `Bad header line (name ${JSON.stringify(name.slice(0, 40))})`
+          : "Bad header line (no colon)",
+      );
     }
     const key = name.toLowerCase();
     const value = line.slice(colon + 1).trim();

@@ -386,26 +386,6 @@ export function jsonTarget(text: string): TargetSpec | undefined {
   return { kind: "tcp", hostname: host.replace(/^\[(.*)\]$/, "$1"), port: number };
 }
 
-/**
- * The token of a request: the first `token=` of the query (percent-decoded, `+` as space, trailing newlines
- * dropped), or with `hostToken` the Host header without its port (IPv6 literals kept whole).
- */
-export function requestToken(request: HttpRequest, hostToken: boolean): string | undefined {
-  if (hostToken) {
-    const host = request.headers.get("host");
-    if (!host) return undefined;
-    const bracketed = host.match(/^\[([^\]]+)\](?::\d+)?$/);
-    return bracketed ? bracketed[1] : host.replace(/:\d*$/, "");
-  }
-  // As Python's parse_qs(urlparse(path).query): all after the first '?' up to a '#', names and values decoded,
-  // blank values skipped. The hash in log lines (secrets.ts redactTokens) is of this same token.
-  const question = request.target.indexOf("?");
-  if (question === -1) return undefined;
-  const query = request.target.slice(question + 1).split("#")[0];
-  const token = new URLSearchParams(query).getAll("token").find((value) => value !== "");
-  return token?.replace(/[\r\n]+$/, "");
-}
-
 /** An authentication refusal: the status line and headers to send (no body), and what to log. */
 export interface AuthRefusal {
   status: number;

@@ -90,6 +90,8 @@ export interface RelayOptions {
   stuckTarget?: number;
   /** Sees the payload as it goes through (session recording, traffic glyphs). */
   observer?: RelayObserver;
+  /** A client message larger than this many bytes closes the session with 1009. 0: no limit (the default). */
+  maxMessageSize?: number;
 }
 
 /** Hooks into the data path. They run synchronously: keep them cheap. */
@@ -159,7 +161,9 @@ export class Relay {
   constructor(client: ByteStream, target: ByteStream, options: RelayOptions) {
     this.#client = client;
     this.#target = target;
-    this.#session = new ServerSession(options.framing);
+    this.#session = new ServerSession(options.framing, {
+      maxMessageSize: options.maxMessageSize,
+    });
     this.#closeTimeout = options.closeTimeout ?? 3000;
     this.#observer = options.observer ?? {};
     this.#heartbeatMs = options.heartbeat ?? 0;

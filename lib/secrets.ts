@@ -5,11 +5,13 @@
  *
  *     tokenHash("desk-42");                       // "#6e2f0c1b" (say)
  *     redactTokens("/websockify?token=desk-42");  // "/websockify?token=#6e2f0c1b"
+ *     redactTokens("/websockify/desk-42", true);  // "/websockify/#6e2f0c1b"
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
+import { rawPathToken } from "./token_from.ts";
 
 /** `#` and the first 8 hex digits of the token's SHA-256 (of its UTF-8 bytes). */
 export function tokenHash(token: string): string {
@@ -18,11 +20,13 @@ export function tokenHash(token: string): string {
 
 /**
  * A request target for a log line: every `token` query parameter becomes `token=` and the hash of its value (of the
- * token a plugin sees: the name and value decoded, a trailing newline dropped, as lib/plugins.ts `requestToken`
+ * token a plugin sees: the name and value decoded, a trailing newline dropped, as lib/token_from.ts `queryToken`
  * reads it), however the request spells the name (`%74oken=`); everything else as sent. A fragment is split the
- * same way: a token there is not used, but is still a secret.
+ * same way: a token there is not used, but is still a secret. With `hidePath` (`--token-from path`), the path's
+ * token (`/websockify/TOKEN`, as lib/token_from.ts `pathToken` reads it) becomes its hash too.
  */
-export function redactTokens(target: string): string {
+export function redactTokens(target: string, hidePath = false): string {
+  if (hidePath) target = hidePathToken(target);
   const question = target.indexOf("?");
   if (question === -1) return target;
   const rest = target.slice(question + 1).replace(/[^&#]+/g, (part) => {
@@ -32,6 +36,26 @@ export function redactTokens(target: string): string {
     return `token=${tokenHash(entry[1].replace(/[\r\n]+$/, ""))}`;
   });
   return `${target.slice(0, question + 1)}${rest}`;
+}
+
+/**
+ * A request target with its path's token segment, if it has one (lib/token_from.ts `rawPathToken`), as the hash
+ * of the decoded token (of the raw one if its encoding is broken); the query is left as it is.
+ */
+export function hidePathToken(target: string): string {
+  const end = target.search(/[?#]/);
+  const path = end === -1 ? target : target.slice(0, end);
+  const raw = rawPathToken(path);
+  if (raw === undefined) return target;
+  let token = raw;
+  try {
+    token = decodeURIComponent(raw);
+  } catch {
+    // Not a token a plugin would see, but hidden all the same.
+  }
+  return `${path.slice(0, path.length - raw.length)}${tokenHash(token)}${
+    target.slice(path.length)
+  }`;
 }
 
 /**

@@ -1,9 +1,9 @@
 /**
  * A WebSocket session, from the upgrade request to its summary line, in Python websockify's order:
  *
- *   handshake checks (400/426) -> token picks the target (unknown: closed without an answer) -> auth plugin
- *   -> 101 -> connect the target (fail: close 1011) -> --record / --traffic -> Relay until both sides are
- *   closed -> summary line
+ *   handshake checks (400/426) -> --allowed-origin (403) -> token picks the target (unknown: closed without an
+ *   answer; outside --allowed-targets: 403) -> auth plugin -> 101 -> connect the target (fail: close 1011)
+ *   -> --record / --traffic -> Relay until both sides are closed -> summary line
  *
  * @module
  */
@@ -12,13 +12,21 @@ import type { Connection } from "./connection.ts";
 import { DeadlineExpired } from "./deadline.ts";
 import type { HttpRequest } from "./http.ts";
 import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
-import { requestToken, TokenRefused } from "./plugins.ts";
+import { targetAllowed } from "./allowed_targets.ts";
+import { originAllowed } from "./origins.ts";
+import { TokenRefused } from "./plugins.ts";
 import { label } from "./metrics.ts";
 import { SessionRecorder } from "./record.ts";
 import { redactTokens, tokenHash } from "./secrets.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import type { TargetSpec } from "./settings.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
+import {
+  findToken,
+  hidesPathTokens,
+  takesProtocolTokens,
+  withoutTokenProtocols,
+} from "./token_from.ts";
 import { CloseCode } from "./websocket/frames.ts";
 import { type Accepted, negotiate, switchingProtocols } from "./websocket/handshake.ts";
 import { closeFrame } from "./websocket/protocol.ts";
@@ -43,17 +51,34 @@ export async function openSession(
   request: HttpRequest,
   rest: Uint8Array,
 ): Promise<void> {
-  const verdict = negotiate(request, cx.server.settings.subprotocols);
+  // A token offered as a subprotocol (--token-from protocol) is never the one selected.
+  const target = cx.server.settings.target;
+  const verdict = negotiate(
+    takesProtocolTokens(target) ? withoutTokenProtocols(request) : request,
+    cx.server.settings.subprotocols,
+  );
   if ("status" in verdict) {
     await cx.sendError(verdict.status, verdict.message, true, verdict.headers);
     return;
   }
+  if (!(await checkOrigin(cx, request))) return;
   if (!(await admitSession(cx))) return;
   // From here the connection counts as a session (--max-sessions, --max-sessions-per-ip) until it ends.
   cx.leaveHandshake();
   return continueSession(cx, request, verdict, rest).finally(() =>
     cx.server.sessions.leave(cx.client)
   );
+}
+
+/** --allowed-origin: another Origin is refused with 403 (one log line naming it); no Origin passes. */
+async function checkOrigin(cx: Connection, request: HttpRequest): Promise<boolean> {
+  const allowed = cx.server.settings.allowedOrigins;
+  const origin = request.headers.get("origin");
+  if (originAllowed(allowed, origin)) return true;
+  await cx.sendError(403, "Origin not allowed", true, [], "origin", {
+    log: `${cx.client}: Origin ${JSON.stringify(origin)} not allowed (--allowed-origin)`,
+  });
+  return false;
 }
 
 /**
@@ -100,9 +125,10 @@ async function continueSession(
   if (!(await cx.authorize(request, target))) return;
   const { client } = cx;
   cx.note({ target: describeTarget(target) });
+  const hidePath = hidesPathTokens(settings.target);
   log.request(
     client,
-    `"${request.method} ${redactTokens(request.target)} ${request.version}" 101 -`,
+    `"${request.method} ${redactTokens(request.target, hidePath)} ${request.version}" 101 -`,
     "debug",
     cx.fields({ status: 101 }),
   );
@@ -115,7 +141,12 @@ async function continueSession(
     cx.fields(),
   );
   if (request.target !== "/") {
-    log.request(client, `${client}: Path: '${redactTokens(request.target)}'`, "info", cx.fields());
+    log.request(
+      client,
+      `${client}: Path: '${redactTokens(request.target, hidePath)}'`,
+      "info",
+      cx.fields(),
+    );
   }
 
   // Returned, not awaited, so this frame is not kept for as long as the session lasts (idle sessions are
@@ -139,14 +170,18 @@ async function resolveTarget(
   const { settings, plugins, log, timeouts, metrics } = cx.server;
   const target = settings.target;
   if (target.kind !== "token") return target;
-  const token = requestToken(request, target.hostToken);
-  if (token === undefined) {
+  const found = findToken(request, target.tokenFrom, { fromTrustedProxy: cx.fromTrustedProxy });
+  if (found.token === undefined) {
     cx.refused("token_missing");
-    log.info(`${cx.client}: Token not present`, cx.fields());
+    const ignored = found.ignored.length > 0
+      ? ` (${found.ignored.join(", ")} ignored: not from a trusted proxy)`
+      : "";
+    log.info(`${cx.client}: Token not present${ignored}`, cx.fields());
     return undefined;
   }
+  const { token } = found;
   cx.note({ token_hash: tokenHash(token) });
-  let found: TargetSpec | undefined;
+  let chosen: TargetSpec | undefined;
   const plugin = plugins.token!;
   const started = performance.now();
   const lookedUp = (result: string) => {
@@ -156,7 +191,7 @@ async function resolveTarget(
   };
   try {
     // Bounded: a lookup that never answers refuses the session (the connection is closed without an answer).
-    found = await cx.deadline.race(plugin.lookup(token, cx.caller(request)), timeouts.plugin);
+    chosen = await cx.deadline.race(plugin.lookup(token, cx.caller(request)), timeouts.plugin);
   } catch (error) {
     if (error instanceof DeadlineExpired) {
       if (error.why === "timeout") {
@@ -177,9 +212,21 @@ async function resolveTarget(
     }
     return undefined;
   }
-  lookedUp(found ? "found" : "unknown");
-  if (!found) log.info(`${cx.client}: Token ${tokenHash(token)} not found`, cx.fields());
-  return found;
+  lookedUp(chosen ? "found" : "unknown");
+  if (!chosen) {
+    log.info(`${cx.client}: Token ${tokenHash(token)} not found`, cx.fields());
+    return undefined;
+  }
+  if (settings.allowedTargets && !targetAllowed(settings.allowedTargets, chosen)) {
+    // The client is not told where the token pointed.
+    await cx.sendError(403, "Target not allowed", true, [], "target_not_allowed", {
+      log: `${cx.client}: Token ${tokenHash(token)}: target ${
+        describeTarget(chosen)
+      } not in --allowed-targets; refused`,
+    });
+    return undefined;
+  }
+  return chosen;
 }
 
 /** 101, the target, the relay, the summary. */
@@ -257,6 +304,7 @@ async function runSession(
     closeTimeout: timeouts.close,
     stuckTarget: timeouts.stuckTarget,
     heartbeat: settings.heartbeat * 1000,
+    maxMessageSize: settings.maxMessageSize,
     observer,
   });
   // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.

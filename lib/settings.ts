@@ -8,6 +8,7 @@
  */
 
 import type { IpRange } from "./forwarded.ts";
+import type { TargetRule } from "./allowed_targets.ts";
 import type { ByteStream } from "./io.ts";
 import type { LogFormat } from "./log.ts";
 
@@ -124,15 +125,27 @@ export type TargetSpec =
      */
     readonly source: string | undefined;
     /**
-     * The token is the Host header (without its port), not `?token=`.
-     * @default false
+     * Where the token is read (`--token-from`), in order: the first source that has one wins.
+     * @default [{ kind: "query" }] (`--host-token`: [{ kind: "host" }])
      */
-    readonly hostToken: boolean;
+    readonly tokenFrom: readonly TokenSource[];
     /**
      * The option that named `source`, for messages.
      * @default "--token-source" (`--target-config` sets it to that)
      */
     readonly sourceOption?: string;
+  };
+
+/**
+ * One place a token may travel (`--token-from`): `?token=`, the Host header, the path's last segment, a cookie,
+ * a header (honoured from trusted proxies only), or an offered subprotocol `token.VALUE`.
+ */
+export type TokenSource =
+  | { readonly kind: "query" | "host" | "path" | "protocol" }
+  | {
+    readonly kind: "cookie" | "header";
+    /** The cookie's name (case-sensitive), or the header's name in lower case. */
+    readonly name: string;
   };
 
 /** What to do when a wrapped program exits: exit with its code, ignore it, or start it again (throttled). */
@@ -241,6 +254,25 @@ export interface Settings {
   readonly web: WebSettings | undefined;
   /** @default undefined (no authentication) */
   readonly auth: AuthSettings | undefined;
+  /**
+   * `--allowed-origin`: a WebSocket upgrade whose Origin is not one of these (serialized origins, e.g.
+   * `https://novnc.example`, or `null`) is refused with 403, before the token and the auth plugin. A request
+   * without Origin (not a browser) passes.
+   * @default [] (any origin)
+   */
+  readonly allowedOrigins: readonly string[];
+  /**
+   * `--allowed-targets`: a target chosen by a token plugin must match one of these rules, else the session is
+   * refused with 403.
+   * @default undefined (any target)
+   */
+  readonly allowedTargets: readonly TargetRule[] | undefined;
+  /**
+   * `--max-message-size`: a client message (or one frame) larger than this many bytes closes the session with
+   * 1009 before any of its bytes past the limit reach the target; 0: no limit.
+   * @default 0
+   */
+  readonly maxMessageSize: number;
   /**
    * The auth plugin applies to static files too.
    * @default false

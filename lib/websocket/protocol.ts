@@ -5,7 +5,9 @@
  *
  * Rules kept here: the close is sent once and records who ended the session; a client close is echoed (its code,
  * or 1000) after every byte before it was forwarded; pings are answered until we are closing; a protocol error
- * closes with its code and ends the session on the client's next bytes (nothing after a failure is decoded);
+ * closes with its code and ends the session on the client's next bytes (nothing after a failure is decoded); a
+ * message over `maxMessageSize` closes with 1009, nothing more is forwarded, and decoding goes on to the client's
+ * close reply;
  * base64 framing both ways; heartbeat accounting (two unanswered pings: dead).
  *
  *     const session = new ServerSession("binary");
@@ -47,9 +49,15 @@ export function closeFrame(code: number, reason = ""): Uint8Array {
 /** The room a target read needs in front of its bytes for `frameTargetData` to frame them in place. */
 export const TARGET_HEADROOM = MAX_SERVER_HEADER;
 
+/** Limits on what the client sends. */
+export interface SessionLimits {
+  /** The largest client message in bytes (as framed on the wire; base64 text counts as sent); 0: no limit. */
+  maxMessageSize?: number;
+}
+
 export class ServerSession {
   readonly framing: Framing;
-  readonly #receiver = new Receiver();
+  readonly #receiver: Receiver;
   readonly #base64 = new Base64MessageDecoder();
   #closeSent = false;
   #closeReceived = false;
@@ -64,8 +72,9 @@ export class ServerSession {
   #reason = "Connection closed abnormally";
   #closedBy: ClosedBy = "client-dropped";
 
-  constructor(framing: Framing) {
+  constructor(framing: Framing, limits: SessionLimits = {}) {
     this.framing = framing;
+    this.#receiver = new Receiver({ maxMessageSize: limits.maxMessageSize });
   }
 
   /** The session's close code (1006 while nobody closed it). */
@@ -132,6 +141,19 @@ export class ServerSession {
           if (echo) actions.push({ kind: "send", frame: echo, closing: true });
           actions.push({ kind: "end" });
           return actions;
+        }
+        case "too-big": {
+          pending = this.#flush(chunk, pending, fill, actions);
+          // Over the limit: nothing more goes to the target. Unlike a protocol error, the frames can still be
+          // read, so the client's close reply is seen and the close is clean.
+          const frame = this.#beginClose(
+            CloseCode.TooBig,
+            `Message over ${event.limit} bytes`,
+            "server",
+          );
+          if (frame) actions.push({ kind: "send", frame, closing: true });
+          this.#forwarding = false;
+          continue;
         }
         case "error": {
           pending = this.#flush(chunk, pending, fill, actions);

@@ -3,7 +3,10 @@
  *
  * Data payloads are unmasked in place and handed out as views into the chunk that was fed, piece by piece, so a
  * message is never buffered whole and an announced huge length allocates nothing. Only control frames (at most
- * 125 bytes) and a partial header (at most 14 bytes) are kept between calls.
+ * 125 bytes) and a partial header (at most 14 bytes) are kept between calls. With `maxMessageSize`, a message is
+ * judged by the frame headers as they come (the sizes they announce, added up over its fragments): the frame that
+ * would take it past the limit is reported (`too-big`) before any of its payload is handed out, and the rest of
+ * that message is skipped, while decoding goes on (the peer's close reply is still read).
  *
  * @example
  * ```ts
@@ -34,11 +37,18 @@ export type ReceiverEvent =
   /** A close frame. `code` is undefined when the frame carried no status. */
   | { kind: "close"; code: number | undefined; reason: string }
   /** A protocol violation: close the connection with this code and reason. The receiver stops decoding. */
-  | { kind: "error"; code: number; reason: string };
+  | { kind: "error"; code: number; reason: string }
+  /**
+   * A message larger than `maxMessageSize` (close with 1009): none of it past the frames already handed out is
+   * given; the rest of the message is skipped and decoding goes on.
+   */
+  | { kind: "too-big"; limit: number };
 
 export interface ReceiverOptions {
   /** Reject unmasked frames (a server must). Default true. */
   requireMask?: boolean;
+  /** The largest data message (its fragments' payloads added up) in bytes; 0: no limit. Default 0. */
+  maxMessageSize?: number;
 }
 
 const enum State {
@@ -53,6 +63,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /** The decoder. One per connection direction. */
 export class Receiver {
   readonly #requireMask: boolean;
+  readonly #maxMessageSize: number;
   #state = State.Header;
 
   // Header bytes gathered so far (a header may be split between reads).
@@ -70,6 +81,10 @@ export class Receiver {
   // The data message in progress (fragmentation state).
   #inMessage = false;
   #messageIsText = false;
+  /** Payload bytes the message in progress has announced so far (its frames' lengths). */
+  #messageSize = 0;
+  /** The message in progress went over the limit: its payload is skipped. */
+  #skipping = false;
   readonly #utf8 = new Utf8Validator();
 
   // A control frame's payload, gathered until complete.
@@ -78,6 +93,7 @@ export class Receiver {
 
   constructor(options: ReceiverOptions = {}) {
     this.#requireMask = options.requireMask ?? true;
+    this.#maxMessageSize = options.maxMessageSize ?? 0;
   }
 
   /** True once a protocol error was reported; further input is ignored. */
@@ -185,9 +201,19 @@ export class Receiver {
     if (isControl) {
       this.#control = new Uint8Array(length);
       this.#controlFill = 0;
-    } else if (opcode !== Opcode.Continuation) {
-      this.#inMessage = true;
-      this.#messageIsText = opcode === Opcode.Text;
+    } else {
+      if (opcode !== Opcode.Continuation) {
+        this.#inMessage = true;
+        this.#messageIsText = opcode === Opcode.Text;
+        this.#messageSize = 0;
+      }
+      this.#messageSize += length;
+      if (this.#maxMessageSize > 0 && this.#messageSize > this.#maxMessageSize && !this.#skipping) {
+        // Judged on the header: none of this frame's payload is handed out.
+        this.#skipping = true;
+        this.#utf8.reset();
+        events.push({ kind: "too-big", limit: this.#maxMessageSize });
+      }
     }
     this.#state = State.Payload;
     if (length === 0) this.#finishFrame(new Uint8Array(0), events);
@@ -197,7 +223,10 @@ export class Receiver {
   #readPayload(chunk: Uint8Array, offset: number, events: ReceiverEvent[]): number {
     const take = Math.min(this.#remaining, chunk.length - offset);
     const piece = chunk.subarray(offset, offset + take);
-    if (this.#masked) this.#maskPhase = applyMask(piece, this.#mask, this.#maskPhase);
+    // (A skipped message's payload is never looked at: no need to unmask it.)
+    if (this.#masked && (this.#control || !this.#skipping)) {
+      this.#maskPhase = applyMask(piece, this.#mask, this.#maskPhase);
+    }
     this.#remaining -= take;
     if (this.#control) {
       this.#control.set(piece, this.#controlFill);
@@ -205,7 +234,7 @@ export class Receiver {
       if (this.#remaining === 0) this.#finishFrame(this.#control, events);
     } else if (this.#remaining === 0) {
       this.#finishFrame(piece, events);
-    } else if (take > 0) {
+    } else if (take > 0 && !this.#skipping) {
       this.#emitData(piece, false, events);
     }
     return offset + take;
@@ -227,7 +256,13 @@ export class Receiver {
         this.#readClose(control ?? lastPiece, events);
         return;
       default:
-        this.#emitData(lastPiece, this.#fin, events);
+        if (!this.#skipping) {
+          this.#emitData(lastPiece, this.#fin, events);
+        } else if (this.#fin) {
+          // The skipped message is over: the next one is decoded (and judged) afresh.
+          this.#skipping = false;
+          this.#inMessage = false;
+        }
     }
   }
 

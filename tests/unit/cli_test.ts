@@ -115,7 +115,7 @@ Deno.test("TokenRedis: the source keeps its fields, with a relative @FILE passwo
     kind: "token",
     plugin: "TokenRedis",
     source: 'redis.internal:6379:3:@/start/conf/redis.pw:"vdi:desks":ssl',
-    hostToken: false,
+    tokenFrom: [{ kind: "query" }],
   });
 });
 
@@ -200,7 +200,7 @@ Deno.test("plugin names as Python launch scripts spell them name the built-in on
     kind: "token",
     plugin: "JSONTokenApi",
     source: "http://127.0.0.1:8080/t/%s",
-    hostToken: false,
+    tokenFrom: [{ kind: "query" }],
   });
   assert.equal(token.settings.auth?.plugin, "BasicHTTPAuth");
   assert.throws(
@@ -278,4 +278,59 @@ Deno.test("--subprotocol: repeatable and comma-separated names, checked; --log-f
   assert.equal(settings(["--log-fi=/x.log", "6080", "h:1"]).logFile, "/x.log");
   assert.match(helpText(), /--log-format=FORMAT\s+.*\(default: text\)/);
   assert.match(helpText(), /--subprotocol=NAME/);
+});
+
+Deno.test("--token-from (--host-token is its alias), --allowed-targets, --allowed-origin, --max-message-size", () => {
+  const token = ["6080", "--token-plugin=TokenFile", "--token-source=t"];
+  const target = (argv: string[]) => settings([...token, ...argv]).target;
+  assert.deepEqual(target([]), {
+    kind: "token",
+    plugin: "TokenFile",
+    source: "/start/t",
+    tokenFrom: [{ kind: "query" }],
+  });
+  const from = (argv: string[]) => {
+    const chosen = target(argv);
+    return chosen.kind === "token" ? chosen.tokenFrom : undefined;
+  };
+  assert.deepEqual(from(["--host-token"]), [{ kind: "host" }]);
+  assert.deepEqual(from(["--token-from=cookie:vnc,path", "--token-from", "query"]), [
+    { kind: "cookie", name: "vnc" },
+    { kind: "path" },
+    { kind: "query" },
+  ]);
+  usageError([...token, "--token-from=host", "--host-token"], /--host-token is --token-from host/);
+  usageError([...token, "--token-from=nope"], /--token-from 'nope': not a token source/);
+  usageError(["6080", "h:1", "--token-from=path"], /--token-from and --host-token require/);
+
+  const defaults = settings(["6080", "h:1"]);
+  assert.equal(defaults.allowedTargets, undefined);
+  assert.deepEqual(defaults.allowedOrigins, []);
+  assert.equal(defaults.maxMessageSize, 0);
+
+  const rules = settings([...token, "--allowed-targets=a:1,10.0.0.0/8:*", "--allowed-targets=b:2"])
+    .allowedTargets;
+  assert.deepEqual(rules?.map((rule) => rule.text), ["a:1", "10.0.0.0/8:*", "b:2"]);
+  usageError([...token, "--allowed-targets=a"], /--allowed-targets 'a': expected HOST:PORTS/);
+  usageError(["6080", "h:1", "--allowed-targets=h:1"], /it needs --token-plugin/);
+
+  assert.deepEqual(
+    settings([
+      "6080",
+      "h:1",
+      "--allowed-origin=HTTPS://NoVNC.example:443/",
+      "--allowed-origin",
+      "http://localhost:8080,null",
+    ]).allowedOrigins,
+    ["https://novnc.example", "http://localhost:8080", "null"],
+  );
+  usageError(
+    ["6080", "h:1", "--allowed-origin=novnc.example"],
+    /'novnc\.example' is not an origin/,
+  );
+  usageError(["6080", "h:1", "--allowed-origin=https://a/b"], /is not an origin/);
+
+  assert.equal(settings(["6080", "h:1", "--max-message-size=16777216"]).maxMessageSize, 16777216);
+  usageError(["6080", "h:1", "--max-message-size=16M"], /invalid number of bytes: '16M'/);
+  usageError(["6080", "h:1", "--max-message-size=-1"], /invalid number of bytes/);
 });

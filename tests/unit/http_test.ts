@@ -99,3 +99,22 @@ Deno.test("error pages: reason phrase, HTML body, Connection: close, escaped mes
   const noBody = new TextDecoder().decode(errorResponse(405, "Method Not Allowed", [], false));
   assert.ok(noBody.endsWith("\r\n\r\n"));
 });
+
+Deno.test("a bad request line hides a path token too (--token-from path or not: it is quoted in the log)", () => {
+  assert.throws(
+    () => parseRequestHead(text("GET /websockify/desk-secret-42 extra HTTP/1.1\r\n\r\n")),
+    (error: Error) => {
+      assert.match(error.message, /^Bad request syntax \("GET \/websockify\/#[0-9a-f]{8} extra/);
+      assert.doesNotMatch(error.message, /secret/);
+      return true;
+    },
+  );
+  // A malformed header line is quoted by its name only: its value may be a cookie or a token.
+  assert.throws(
+    () => parseRequestHead(text("GET / HTTP/1.1\r\nCookie : vnc_token=secret-42\r\n\r\n")),
+    (error: Error) => {
+      assert.equal(error.message, 'Bad header line (name "Cookie ")');
+      return true;
+    },
+  );
+});

@@ -167,14 +167,14 @@ Deno.test("the command line: a module's source is optional and verbatim; built-i
     kind: "token",
     plugin: { given: "./p.ts", specifier: "file:///start/p.ts" },
     source: "redis:6379:x",
-    hostToken: false,
+    tokenFrom: [{ kind: "query" }],
   });
   const bare = run(["6080", "--token-plugin=npm:p@1", "--host-token"]);
   assert.deepEqual(bare.target, {
     kind: "token",
     plugin: { given: "npm:p@1", specifier: "npm:p@1" },
     source: undefined,
-    hostToken: true,
+    tokenFrom: [{ kind: "host" }],
   });
   const auth = run(["6080", "h:1", "--auth-plugin", "auth.js"]);
   assert.deepEqual(auth.auth, {

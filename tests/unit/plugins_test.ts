@@ -1,4 +1,4 @@
-// Token and auth plugins' decisions (lib/plugins.ts): token files, the token of a request, auth verdicts.
+// Token and auth plugins' decisions (lib/plugins.ts): token files, auth verdicts.
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import {
@@ -8,7 +8,6 @@ import {
   parseJwtKey,
   parseTokenFile,
   parseTokenTarget,
-  requestToken,
 } from "../../lib/plugins.ts";
 
 const request = (target: string, headers: Record<string, string> = {}) => ({
@@ -46,27 +45,6 @@ Deno.test("token files: targets, comments, blank lines, IPv6, unix sockets, synt
   assert.deepEqual(parsed.targets.get("sock"), { kind: "unix", path: "/run/vnc.sock" });
   assert.deepEqual(parsed.syntaxErrors, [8, 9], "blank lines and comments are not errors");
   assert.equal(parseTokenTarget("host:0"), undefined);
-});
-
-Deno.test("token from ?token= or the Host header", () => {
-  assert.equal(requestToken(request("/websockify?token=abc%20d&token=2"), false), "abc d");
-  assert.equal(requestToken(request("/?x=1&token=a+b"), false), "a b");
-  assert.equal(requestToken(request("/websockify"), false), undefined);
-  assert.equal(requestToken(request("/", { host: "vm1.example:6080" }), true), "vm1.example");
-  assert.equal(requestToken(request("/", { host: "[::1]:6080" }), true), "::1");
-  assert.equal(requestToken(request("/", {}), true), undefined);
-});
-
-Deno.test("token from the query as Python's parse_qs reads it: all after the first '?', blank values skipped", () => {
-  // A '?' inside the token is the token's ('?token=a?b' is 'a?b' in Python, not 'a').
-  assert.equal(requestToken(request("/?token=abc?def"), false), "abc?def");
-  // parse_qs drops blank values: an empty token= is no token, and a later one is used.
-  assert.equal(requestToken(request("/?token=&token=b"), false), "b");
-  assert.equal(requestToken(request("/?token="), false), undefined);
-  assert.equal(requestToken(request("/?token"), false), undefined);
-  // Names are decoded too, and the fragment is not part of the query.
-  assert.equal(requestToken(request("/?%74oken=x"), false), "x");
-  assert.equal(requestToken(request("/?token=x#y&token=z"), false), "x");
 });
 
 Deno.test("BasicHTTPAuth and ExpectOrigin decisions (websockify's test vectors)", () => {

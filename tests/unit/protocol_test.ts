@@ -162,3 +162,20 @@ Deno.test("heartbeat without judging (the client's answer cannot be seen yet): a
   assert.equal(decode(session.heartbeat() as Uint8Array).kind, "ping");
   assert.equal(session.heartbeat(), "dead");
 });
+
+Deno.test("maxMessageSize: what came before is forwarded, then close 1009; nothing more forwarded; the close reply ends it", () => {
+  const session = new ServerSession("binary", { maxMessageSize: 8 });
+  const first = join(client(Opcode.Binary, "ok"), client(Opcode.Binary, "12345", false));
+  assert.deepEqual(describe(session.receive(first)), [["forward", "ok12345"]]);
+  // The fragment that passes the limit: refused at its header, with 1009.
+  const over = join(client(Opcode.Continuation, "6789"), client(Opcode.Binary, "after"));
+  assert.deepEqual(describe(session.receive(over)), [["send", "close", CloseCode.TooBig, true]]);
+  assert.equal(session.code, CloseCode.TooBig);
+  assert.equal(session.reason, "Message over 8 bytes");
+  assert.equal(session.closedBy, "server");
+  // The client's close reply is still decoded: the session ends cleanly (no second close).
+  assert.deepEqual(describe(session.receive(client(Opcode.Close, new Uint8Array([0x03, 0xf1])))), [
+    ["end"],
+  ]);
+  assert.equal(session.code, CloseCode.TooBig);
+});

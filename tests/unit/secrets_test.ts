@@ -1,7 +1,7 @@
 // Tokens in log lines: a short hash, never the token.
 import assert from "node:assert/strict";
-import { requestToken } from "../../lib/plugins.ts";
 import { hideSecret, redactTokens, tokenHash } from "../../lib/secrets.ts";
+import { pathToken, queryToken } from "../../lib/token_from.ts";
 
 Deno.test("tokenHash: # and the first 8 hex digits of the SHA-256 of the token's UTF-8", () => {
   // printf %s 'vm1' | sha256sum
@@ -35,16 +35,38 @@ Deno.test("redactTokens: a token is hashed however the request spells its name, 
   for (const target of targets) {
     const redacted = redactTokens(target);
     assert.doesNotMatch(redacted, /SECRET/, target);
-    const token = requestToken(
-      { method: "GET", target, version: "HTTP/1.1", headers: new Map() },
-      false,
-    );
+    const token = queryToken(target);
     assert.ok(token?.startsWith("SECRET1"), target);
     assert.ok(
       redacted.includes(tokenHash(token!)),
       `${target} -> ${redacted}: the hash of ${JSON.stringify(token)} is ${tokenHash(token!)}`,
     );
   }
+});
+
+Deno.test("redactTokens with hidePath (--token-from path): the path's token becomes the hash of the token a plugin sees", () => {
+  const cases: [string, string][] = [
+    ["/websockify/SECRET1", "/websockify/"],
+    ["/websockify/SECRET1%20x?a=1", "/websockify/"],
+    ["/vnc/desks/SECRET1#frag", "/vnc/desks/"],
+    ["http://host:6080/websockify/SECRET1", "http://host:6080/websockify/"],
+    ["/websockify/SECRET1?token=SECRET2", "/websockify/"],
+  ];
+  for (const [target, prefix] of cases) {
+    const redacted = redactTokens(target, true);
+    assert.doesNotMatch(redacted, /SECRET/, target);
+    const token = pathToken(target)!;
+    assert.ok(token.startsWith("SECRET1"), target);
+    assert.ok(redacted.startsWith(prefix + tokenHash(token)), `${target} -> ${redacted}`);
+  }
+  // Broken percent-encoding is no token, but hidden all the same.
+  assert.equal(redactTokens("/websockify/SE%zz", true), `/websockify/${tokenHash("SE%zz")}`);
+  // What carries no path token stays: the endpoint alone, a trailing slash, the root.
+  for (const target of ["/websockify", "/websockify/", "/", "/vnc.html?x=1"]) {
+    assert.equal(redactTokens(target, true), target);
+  }
+  // Without hidePath the path is as sent (static files keep readable request lines).
+  assert.equal(redactTokens("/app/vnc.html"), "/app/vnc.html");
 });
 
 Deno.test("hideSecret: the secret whole, cut short or in pieces becomes its name; other text stays", () => {

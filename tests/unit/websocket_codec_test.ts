@@ -306,3 +306,52 @@ Deno.test("close payloads are cut at 125 bytes on a character boundary", () => {
   assert.equal((payload[0] << 8) | payload[1], 1011);
   assert.doesNotThrow(() => new TextDecoder("utf-8", { fatal: true }).decode(payload.subarray(2)));
 });
+
+Deno.test("maxMessageSize: judged on frame headers; the message over it is skipped, decoding goes on", () => {
+  const frame = (opcode: number, payload: Uint8Array | string, fin = true) =>
+    encodeFrame(opcode, typeof payload === "string" ? bytes(payload) : payload, {
+      fin,
+      mask: MASK,
+    });
+  const limit = 10;
+  // At the limit: delivered. One byte over in one frame: reported at its header, none of it delivered.
+  const atLimit = new Receiver({ maxMessageSize: limit }).receive(
+    frame(Opcode.Binary, "0123456789"),
+  );
+  assert.deepEqual(atLimit.map((e) => e.kind), ["data"]);
+  const over = new Receiver({ maxMessageSize: limit });
+  // The header alone is enough to tell: the payload has not arrived yet.
+  const header = frame(Opcode.Binary, new Uint8Array(11)).subarray(0, 6);
+  assert.deepEqual(over.receive(header.slice()), [{ kind: "too-big", limit }]);
+  assert.deepEqual(over.receive(new Uint8Array(11)), [], "its payload is skipped");
+  // Fragments count together: the fragment that passes the limit is refused, those before it were given.
+  const input = concat([
+    frame(Opcode.Text, "012345", false),
+    frame(Opcode.Ping, "p"),
+    frame(Opcode.Continuation, "6789x", false),
+    frame(Opcode.Continuation, "more"),
+    frame(Opcode.Binary, "next"),
+    frame(Opcode.Close, encodeClosePayload(1000, "")),
+  ]);
+  const events: ReceiverEvent[] = [];
+  const receiver = new Receiver({ maxMessageSize: limit });
+  for (const byte of input) events.push(...receiver.receive(new Uint8Array([byte])).map(copyEvent));
+  // Consecutive data pieces joined, as text; other events by kind.
+  const seen: string[] = [];
+  for (const event of events) {
+    const piece = event.kind === "data" ? `data:${new TextDecoder().decode(event.payload)}` : "";
+    if (piece && seen.at(-1)?.startsWith("data:")) seen[seen.length - 1] += piece.slice(5);
+    else seen.push(piece || event.kind);
+  }
+  assert.deepEqual(seen, ["data:012345", "ping", "too-big", "data:next", "close"]);
+  // Huge announced lengths are refused at once, without waiting for any payload.
+  const huge = new Receiver({ maxMessageSize: 1 << 20 });
+  assert.deepEqual(huge.receive(hex("82 ff 00 00 00 ff ff ff ff ff 00 00 00 00")), [
+    { kind: "too-big", limit: 1 << 20 },
+  ]);
+  // No limit (the default): the same frames are data.
+  assert.deepEqual(
+    new Receiver().receive(frame(Opcode.Binary, new Uint8Array(11))).map((e) => e.kind),
+    ["data"],
+  );
+});
