@@ -228,6 +228,8 @@ export interface WebsockifyOptions {
   maxSessionsPerIp?: number;
   /** Close new connections of an address that has this many not yet in a session; 0: no limit. @default 256 */
   maxHandshakesPerIp?: number;
+  /** permessage-deflate with clients that offer it (each message compressed on its own). @default false */
+  compress?: boolean;
   /** Serve /metrics, /healthz and /readyz on this separate `host:port`. @default undefined */
   metricsListen?: string;
   /** What `drain()` without an argument waits, in seconds (SIGTERM's, on the command line). @default 0 */
@@ -298,6 +300,7 @@ export const OPTION_FLAGS: {
   maxSessionsPerIp: "max-sessions-per-ip",
   maxHandshakesPerIp: "max-handshakes-per-ip",
   metricsListen: "metrics-listen",
+  compress: "compress",
   drainTimeout: "drain-timeout",
   drainGrace: "drain-grace",
 };

@@ -341,6 +341,11 @@ export const OPTIONS: OptionDef[] = [
       "N processes share the listen port (SO_REUSEPORT), supervised by this one; auto: one per CPU",
   },
   {
+    long: "compress",
+    takesValue: false,
+    help: "permessage-deflate with clients that offer it (each message compressed on its own)",
+  },
+  {
     long: "max-sessions",
     takesValue: true,
     metavar: "N",
@@ -488,6 +493,7 @@ export function parseCommandLine(argv: string[], cwd = Deno.cwd()): Command {
       maxHandshakesPerIp: given.seconds("max-handshakes-per-ip"),
       metricsListen: parseMetricsListen(given.value("metrics-listen")),
       workers: parseWorkers(given, listen, target),
+      compress: given.flag("compress"),
       drainTimeout: given.seconds("drain-timeout"),
       drainGrace: parseDrainGrace(given),
       logFile: given.path("log-file"),

@@ -92,6 +92,8 @@ export interface RelayOptions {
   observer?: RelayObserver;
   /** A client message larger than this many bytes closes the session with 1009. 0: no limit (the default). */
   maxMessageSize?: number;
+  /** permessage-deflate was agreed: the window the proxy compresses with. */
+  deflate?: { windowBits: number };
 }
 
 /** Hooks into the data path. They run synchronously: keep them cheap. */
@@ -163,6 +165,7 @@ export class Relay {
     this.#target = target;
     this.#session = new ServerSession(options.framing, {
       maxMessageSize: options.maxMessageSize,
+      deflate: options.deflate,
     });
     this.#closeTimeout = options.closeTimeout ?? 3000;
     this.#observer = options.observer ?? {};

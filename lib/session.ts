@@ -56,6 +56,7 @@ export async function openSession(
   const verdict = negotiate(
     takesProtocolTokens(target) ? withoutTokenProtocols(request) : request,
     cx.server.settings.subprotocols,
+    cx.server.settings.compress,
   );
   if ("status" in verdict) {
     await cx.sendError(verdict.status, verdict.message, true, verdict.headers);
@@ -305,6 +306,7 @@ async function runSession(
     stuckTarget: timeouts.stuckTarget,
     heartbeat: settings.heartbeat * 1000,
     maxMessageSize: settings.maxMessageSize,
+    deflate: verdict.deflate && { windowBits: verdict.deflate.serverWindowBits },
     observer,
   });
   // From here on, shutdown goes through the relay (close 1001), not by closing the connection outright.

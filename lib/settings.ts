@@ -354,6 +354,11 @@ export interface Settings {
    */
   readonly workers: number;
   /**
+   * permessage-deflate (RFC 7692) with clients that offer it: each message compressed on its own both ways.
+   * @default false
+   */
+  readonly compress: boolean;
+  /**
    * The separate listener for /metrics, /healthz and /readyz.
    * @default undefined (none)
    */

@@ -7,6 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { formatResponse, type HttpRequest } from "../http.ts";
+import { type DeflateAgreement, negotiateDeflate, parseExtensions } from "./deflate.ts";
 
 /** How payload travels: raw binary frames, or base64 text in both directions (old websockify clients). */
 export type Framing = "binary" | "base64";
@@ -17,6 +18,8 @@ export interface Accepted {
   /** The subprotocol to announce, if any. */
   protocol: string | undefined;
   framing: Framing;
+  /** permessage-deflate, when the client offered it and --compress is on. */
+  deflate?: DeflateAgreement;
 }
 
 /** An upgrade refused with an HTTP status. `message` is the reason phrase. */
@@ -75,6 +78,7 @@ export function chooseSubprotocol(
 export function negotiate(
   request: HttpRequest,
   subprotocols: readonly string[] = [],
+  compress = false,
 ): Accepted | Rejected {
   const connection = request.headers.get("connection");
   if (connection === undefined || !headerTokens(connection).includes("upgrade")) {
@@ -92,7 +96,11 @@ export function negotiate(
   if (!KEY_PATTERN.test(key)) return reject(400, "Invalid Sec-WebSocket-Key header");
   const choice = chooseSubprotocol(request.headers.get("sec-websocket-protocol"), subprotocols);
   if (!choice) return reject(400, "Invalid protocol selected");
-  return { accept: acceptKey(key), ...choice };
+  // An offer we cannot read or honour is declined (the session runs uncompressed), never an error.
+  const extensions = compress ? request.headers.get("sec-websocket-extensions") : undefined;
+  const offers = extensions === undefined ? undefined : parseExtensions(extensions);
+  const deflate = offers ? negotiateDeflate(offers) : undefined;
+  return { accept: acceptKey(key), ...choice, ...(deflate ? { deflate } : {}) };
 }
 
 function reject(status: number, message: string, headers: [string, string][] = []): Rejected {
@@ -107,5 +115,6 @@ export function switchingProtocols(accepted: Accepted): Uint8Array {
     ["Sec-WebSocket-Accept", accepted.accept],
   ];
   if (accepted.protocol) headers.push(["Sec-WebSocket-Protocol", accepted.protocol]);
+  if (accepted.deflate) headers.push(["Sec-WebSocket-Extensions", accepted.deflate.response]);
   return formatResponse(101, "Switching Protocols", headers);
 }

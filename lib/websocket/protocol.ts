@@ -27,7 +27,12 @@ import {
   writeHeaderBefore,
 } from "./frames.ts";
 import type { Framing } from "./handshake.ts";
+import { deflateMessage, inflateMessage, MessageTooBig } from "./deflate.ts";
 import { Receiver } from "./receiver.ts";
+import { Utf8Validator } from "./utf8.ts";
+
+/** encodeFrame's `rsv` for RSV1 (permessage-deflate: the message is compressed). */
+const RSV1 = 4;
 
 /** Who ended the session. */
 export type ClosedBy = "client" | "target" | "server" | "client-dropped" | "heartbeat";
@@ -53,11 +58,26 @@ export const TARGET_HEADROOM = MAX_SERVER_HEADER;
 export interface SessionLimits {
   /** The largest client message in bytes (as framed on the wire; base64 text counts as sent); 0: no limit. */
   maxMessageSize?: number;
+  /** permessage-deflate was agreed (--compress): how the proxy compresses what it sends. */
+  deflate?: { windowBits: number };
 }
+
+/**
+ * With permessage-deflate and no --max-message-size, a client message may still inflate to at most this many
+ * bytes (and arrive compressed in at most as many): compressed messages are the one place the proxy must hold a
+ * message whole, so they are always bounded.
+ */
+export const DEFAULT_INFLATE_LIMIT = 16 * 1024 * 1024;
 
 export class ServerSession {
   readonly framing: Framing;
   readonly #receiver: Receiver;
+  readonly #deflate: { windowBits: number } | undefined;
+  /** The most a compressed client message may inflate to (and be held compressed). */
+  readonly #inflateLimit: number;
+  /** The compressed pieces of the client message being received (permessage-deflate). */
+  #compressed: Uint8Array[] = [];
+  #compressedSize = 0;
   readonly #base64 = new Base64MessageDecoder();
   #closeSent = false;
   #closeReceived = false;
@@ -74,7 +94,12 @@ export class ServerSession {
 
   constructor(framing: Framing, limits: SessionLimits = {}) {
     this.framing = framing;
-    this.#receiver = new Receiver({ maxMessageSize: limits.maxMessageSize });
+    this.#deflate = limits.deflate;
+    this.#inflateLimit = limits.maxMessageSize || DEFAULT_INFLATE_LIMIT;
+    this.#receiver = new Receiver({
+      maxMessageSize: limits.maxMessageSize,
+      perMessageDeflate: limits.deflate !== undefined,
+    });
   }
 
   /** The session's close code (1006 while nobody closed it). */
@@ -109,6 +134,11 @@ export class ServerSession {
     for (const event of this.#receiver.receive(chunk)) {
       switch (event.kind) {
         case "data": {
+          if (event.compressed) {
+            pending = this.#flush(chunk, pending, fill, actions);
+            this.#receiveCompressed(event.payload, event.text, event.messageEnd, actions);
+            continue;
+          }
           if (this.framing === "base64" && event.text) {
             pending = this.#flush(chunk, pending, fill, actions);
             this.#decodeBase64(event.payload, event.messageEnd, actions);
@@ -182,6 +212,69 @@ export class ServerSession {
     return fill;
   }
 
+  /**
+   * A piece of a compressed client message: held (copied: the chunk is reused) until the message ends, then
+   * inflated within the limit, checked as UTF-8 if it is text, and forwarded (or base64-decoded).
+   */
+  #receiveCompressed(
+    piece: Uint8Array,
+    text: boolean,
+    messageEnd: boolean,
+    actions: SessionAction[],
+  ): void {
+    if (!this.#forwarding) return;
+    this.#compressedSize += piece.length;
+    if (this.#compressedSize > this.#inflateLimit) {
+      this.#dropCompressed(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
+      return;
+    }
+    if (piece.length > 0) this.#compressed.push(piece.slice());
+    if (!messageEnd) return;
+    const pieces = this.#compressed;
+    const whole = pieces.length === 1 ? pieces[0] : new Uint8Array(this.#compressedSize);
+    if (pieces.length !== 1) {
+      let offset = 0;
+      for (const part of pieces) {
+        whole.set(part, offset);
+        offset += part.length;
+      }
+    }
+    this.#compressed = [];
+    this.#compressedSize = 0;
+    let bytes: Uint8Array;
+    try {
+      bytes = inflateMessage(whole, this.#inflateLimit);
+    } catch (error) {
+      if (error instanceof MessageTooBig) {
+        this.#dropCompressed(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
+      } else {
+        this.#dropCompressed(CloseCode.InvalidData, "Invalid compressed data", actions);
+      }
+      return;
+    }
+    if (text && this.framing === "base64") {
+      this.#decodeBase64(bytes, true, actions);
+      return;
+    }
+    if (text) {
+      const utf8 = new Utf8Validator();
+      if (!utf8.push(bytes) || !utf8.end()) {
+        this.#dropCompressed(CloseCode.InvalidData, "Invalid UTF-8 in text message", actions);
+        return;
+      }
+    }
+    if (bytes.length > 0) actions.push({ kind: "forward", bytes });
+  }
+
+  /** A compressed message that cannot be forwarded: the close, and nothing more to the target. */
+  #dropCompressed(code: number, reason: string, actions: SessionAction[]): void {
+    this.#compressed = [];
+    this.#compressedSize = 0;
+    const frame = this.#beginClose(code, reason, "server");
+    if (frame) actions.push({ kind: "send", frame, closing: true });
+    this.#forwarding = false;
+  }
+
   #decodeBase64(payload: Uint8Array, messageEnd: boolean, actions: SessionAction[]): void {
     let bytes: Uint8Array;
     try {
@@ -204,7 +297,18 @@ export class ServerSession {
     if (this.closing) return undefined;
     if (this.framing === "base64") {
       const text = new TextEncoder().encode(encodeBase64(buffer.subarray(headroom, headroom + n)));
-      return encodeFrame(Opcode.Text, text);
+      const compressed = this.#deflate && deflateMessage(text, this.#deflate.windowBits);
+      return compressed
+        ? encodeFrame(Opcode.Text, compressed, { rsv: RSV1 })
+        : encodeFrame(Opcode.Text, text);
+    }
+    if (this.#deflate) {
+      // permessage-deflate: the message compressed when that makes it smaller (RSV1 says so), else as it is.
+      const compressed = deflateMessage(
+        buffer.subarray(headroom, headroom + n),
+        this.#deflate.windowBits,
+      );
+      if (compressed) return encodeFrame(Opcode.Binary, compressed, { rsv: RSV1 });
     }
     const start = writeHeaderBefore(buffer, headroom, Opcode.Binary, n);
     return buffer.subarray(start, headroom + n);

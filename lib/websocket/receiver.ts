@@ -31,7 +31,8 @@ import { Utf8Validator } from "./utf8.ts";
 /** What the decoder found in the bytes it was fed. */
 export type ReceiverEvent =
   /** A piece of a data message. `payload` is a view into the fed chunk: use it before the next `receive`. */
-  | { kind: "data"; payload: Uint8Array; text: boolean; messageEnd: boolean }
+  /** With permessage-deflate, `compressed` marks a compressed message's (still compressed) pieces. */
+  | { kind: "data"; payload: Uint8Array; text: boolean; messageEnd: boolean; compressed?: boolean }
   | { kind: "ping"; payload: Uint8Array }
   | { kind: "pong"; payload: Uint8Array }
   /** A close frame. `code` is undefined when the frame carried no status. */
@@ -49,6 +50,11 @@ export interface ReceiverOptions {
   requireMask?: boolean;
   /** The largest data message (its fragments' payloads added up) in bytes; 0: no limit. Default 0. */
   maxMessageSize?: number;
+  /**
+   * permessage-deflate was negotiated: RSV1 on a message's first frame marks it compressed (its pieces are
+   * handed out as they come, still compressed, and its UTF-8 is for the inflater to check). Default false.
+   */
+  perMessageDeflate?: boolean;
 }
 
 const enum State {
@@ -64,6 +70,9 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 export class Receiver {
   readonly #requireMask: boolean;
   readonly #maxMessageSize: number;
+  readonly #perMessageDeflate: boolean;
+  /** The current message came with RSV1 (permessage-deflate). */
+  #messageCompressed = false;
   #state = State.Header;
 
   // Header bytes gathered so far (a header may be split between reads).
@@ -94,6 +103,7 @@ export class Receiver {
   constructor(options: ReceiverOptions = {}) {
     this.#requireMask = options.requireMask ?? true;
     this.#maxMessageSize = options.maxMessageSize ?? 0;
+    this.#perMessageDeflate = options.perMessageDeflate ?? false;
   }
 
   /** True once a protocol error was reported; further input is ignored. */
@@ -168,8 +178,17 @@ export class Receiver {
     if (masked) this.#mask.set(header.subarray(position, position + 4));
 
     const isControl = (opcode & 0x8) !== 0;
-    if (rsv !== 0) {
-      this.#fail(events, CloseCode.ProtocolError, "Reserved bits set but no extension negotiated");
+    // RSV1 is permessage-deflate's, on the first frame of a data message only.
+    const compressedStart = rsv === 0x40 && this.#perMessageDeflate && !isControl &&
+      opcode !== Opcode.Continuation;
+    if (rsv !== 0 && !compressedStart) {
+      this.#fail(
+        events,
+        CloseCode.ProtocolError,
+        this.#perMessageDeflate
+          ? "Reserved bits set where permessage-deflate allows none"
+          : "Reserved bits set but no extension negotiated",
+      );
     } else if (!isKnownOpcode(opcode)) {
       this.#fail(
         events,
@@ -205,6 +224,7 @@ export class Receiver {
       if (opcode !== Opcode.Continuation) {
         this.#inMessage = true;
         this.#messageIsText = opcode === Opcode.Text;
+        this.#messageCompressed = compressedStart;
         this.#messageSize = 0;
       }
       this.#messageSize += length;
@@ -268,6 +288,11 @@ export class Receiver {
 
   #emitData(piece: Uint8Array, messageEnd: boolean, events: ReceiverEvent[]): void {
     const text = this.#messageIsText;
+    if (this.#messageCompressed) {
+      if (messageEnd) this.#inMessage = false;
+      events.push({ kind: "data", payload: piece, text, messageEnd, compressed: true });
+      return;
+    }
     if (text) {
       const valid = this.#utf8.push(piece) && (!messageEnd || this.#utf8.end());
       if (!valid) {

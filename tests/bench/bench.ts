@@ -18,6 +18,7 @@
  * summed over the tree (fair to Python's fork-per-connection model, whose children share pages).
  */
 
+import zlib from "node:zlib";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
 import { sleep } from "../../lib/deadline.ts";
@@ -27,7 +28,7 @@ import { makeCerts, type TestCerts } from "../helpers/certs.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");
-/** `--only=throughput,tls,latency,handshakes,concurrency,workers,stall` runs just those parts. */
+/** `--only=throughput,tls,latency,handshakes,concurrency,workers,compress,stall` runs just those parts. */
 const ONLY = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const wanted = (part: string) => !ONLY || ONLY.includes(part);
 const MiB = 1024 * 1024;
@@ -40,6 +41,8 @@ const WORKER_CONCURRENCY = QUICK ? [200] : [9000, 12000];
 /** Parallel echo: this many sessions at once, each echoing PARALLEL_BYTES. */
 const PARALLEL_SESSIONS = 32;
 const PARALLEL_BYTES = (QUICK ? 2 : 16) * MiB;
+/** --compress: what the target sends per measurement. */
+const COMPRESS_TRANSFER = (QUICK ? 16 : 128) * MiB;
 const PYTHON_MAX_CONNECTIONS = 1000; // one forked process per connection: 9,000 would not fit in memory
 const PYTHON_WEBSOCKIFY = "/usr/bin/websockify";
 /** `--compare=DIR`: another checkout of this project, measured as the "base" variants. */
@@ -58,7 +61,9 @@ type Variant =
   | "python-tls"
   | "base-tls"
   /** This proxy with --workers=2. */
-  | "deno-workers";
+  | "deno-workers"
+  /** This proxy with --compress, and a client that offers permessage-deflate. */
+  | "deno-compress";
 /** Set for the TLS variants: both proxies use the same certificate; the client trusts its CA. */
 let certs: TestCerts | undefined;
 const isTls = (variant: Variant) => variant.endsWith("-tls");
@@ -208,6 +213,7 @@ async function startProxy(
       `127.0.0.1:${targetPort}`,
       ...tlsArgs,
       ...(variant === "deno-workers" ? ["--workers=2"] : []),
+      ...(variant === "deno-compress" ? ["--compress"] : []),
     ]);
     const match = await proc.waitFor(
       variant === "deno-workers"
@@ -243,13 +249,20 @@ const MASK = crypto.getRandomValues(new Uint8Array(4));
 class Channel {
   readonly conn: Deno.Conn;
   readonly ws: boolean;
-  #receiver = new Receiver({ requireMask: false });
+  readonly #deflate: boolean;
+  #receiver: Receiver;
   #leftover: Uint8Array;
+  /** Bytes read from the socket (what crossed the wire, framing included). */
+  wireBytes = 0;
+  /** A compressed message's pieces, until it ends (permessage-deflate). */
+  #compressed: Uint8Array[] = [];
 
-  private constructor(conn: Deno.Conn, ws: boolean, leftover: Uint8Array) {
+  private constructor(conn: Deno.Conn, ws: boolean, leftover: Uint8Array, deflate = false) {
     this.conn = conn;
     this.ws = ws;
     this.#leftover = leftover;
+    this.#deflate = deflate;
+    this.#receiver = new Receiver({ requireMask: false, perMessageDeflate: deflate });
   }
 
   static async open(variant: Variant, port: number): Promise<Channel> {
@@ -271,7 +284,11 @@ class Channel {
       conn,
       encoder.encode(
         `GET /websockify HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n`,
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n` +
+          (variant === "deno-compress"
+            ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            : "") +
+          "\r\n",
       ),
     );
     let buffered = new Uint8Array(0);
@@ -288,7 +305,10 @@ class Channel {
     if (!new TextDecoder().decode(buffered.subarray(0, 12)).startsWith("HTTP/1.1 101")) {
       throw new Error("handshake refused");
     }
-    return new Channel(conn, true, buffered.slice(end));
+    const deflate = /Sec-WebSocket-Extensions: permessage-deflate/i.test(
+      new TextDecoder().decode(buffered.subarray(0, end)),
+    );
+    return new Channel(conn, true, buffered.slice(end), deflate);
   }
 
   /** What to write for one message of `payload` (pre-masked once; reuse it). */
@@ -307,10 +327,29 @@ class Channel {
       if (n === null) return null;
       chunk = buffer.subarray(0, n);
     }
+    this.wireBytes += chunk.length;
     if (!this.ws) return chunk.length;
     let payload = 0;
     for (const event of this.#receiver.receive(chunk)) {
-      if (event.kind === "data") payload += event.payload.length;
+      if (event.kind === "data" && event.compressed && this.#deflate) {
+        // Inflated as a browser would, to count what the page gets.
+        this.#compressed.push(event.payload.slice());
+        if (event.messageEnd) {
+          this.#compressed.push(new Uint8Array([0, 0, 0xff, 0xff]));
+          const size = this.#compressed.reduce((sum, piece) => sum + piece.length, 0);
+          const joined = new Uint8Array(size);
+          let offset = 0;
+          for (const piece of this.#compressed) {
+            joined.set(piece, offset);
+            offset += piece.length;
+          }
+          this.#compressed = [];
+          payload +=
+            zlib.inflateRawSync(joined, { finishFlush: zlib.constants.Z_SYNC_FLUSH }).length;
+        }
+      } else if (event.kind === "data") {
+        payload += event.payload.length;
+      }
       if (event.kind === "close") return null;
     }
     return payload;
@@ -562,6 +601,39 @@ async function measureParallelEcho(variant: Variant): Promise<Throughput> {
     return { mbps: mb / seconds, cpu: cpu / seconds, mbPerCpuSecond: mb / Math.max(cpu, 0.01) };
   } finally {
     for (const channel of channels) channel.close();
+    await proxy.proc?.stop();
+    await target.proc.stop();
+  }
+}
+
+interface CompressResult {
+  /** Bytes on the wire per byte the client got (framing included; lower is better). */
+  wirePerByte: number;
+  mbps: number;
+  /** The proxy's CPU seconds per MB relayed. */
+  cpuPerMb: number;
+}
+
+/** The target sends COMPRESS_TRANSFER bytes of `kind` traffic; the client (deflate when agreed) counts. */
+async function measureCompression(variant: Variant, kind: "text" | "vnc"): Promise<CompressResult> {
+  const target = await startTarget(`source-${kind}`, COMPRESS_TRANSFER);
+  const proxy = await startProxy(variant, target.port);
+  const cpuRoot = proxy.proc?.child.pid ?? target.proc.child.pid;
+  try {
+    const channel = await Channel.open(variant, proxy.port);
+    const cpuBefore = cpuSeconds(cpuRoot);
+    const started = performance.now();
+    await receivePayload(channel, COMPRESS_TRANSFER);
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = cpuSeconds(cpuRoot) - cpuBefore;
+    channel.close();
+    const mb = COMPRESS_TRANSFER / 1e6;
+    return {
+      wirePerByte: channel.wireBytes / COMPRESS_TRANSFER,
+      mbps: mb / seconds,
+      cpuPerMb: cpu / mb,
+    };
+  } finally {
     await proxy.proc?.stop();
     await target.proc.stop();
   }
@@ -903,6 +975,52 @@ async function main() {
     ], base ? ratio(deno.kibPerConnection, base.kibPerConnection) : "-");
   }
   results.concurrency = concurrency;
+
+  if (wanted("compress")) {
+    // --compress against the same proxy without it, and Python (which has none), in the same run.
+    const compress: Record<string, Partial<Record<Variant, CompressResult>>> = {};
+    for (const kind of ["text", "vnc"] as const) {
+      const r: Partial<Record<Variant, CompressResult>> = {};
+      for (const variant of ["deno", "deno-compress", "python"] as const) {
+        r[variant] = await measureCompression(variant, kind);
+        console.error(`compress ${kind} ${variant}: ${JSON.stringify(r[variant])}`);
+      }
+      compress[kind] = r;
+      const label = kind === "text" ? "log-line text" : "VNC-like (incompressible)";
+      row([
+        `${label}: wire bytes per byte, plain (--compress)`,
+        "-",
+        `${fmt(r.deno!.wirePerByte, 3)} (${fmt(r["deno-compress"]!.wirePerByte, 3)})`,
+        fmt(r.python!.wirePerByte, 3),
+        `${ratio(r.deno!.wirePerByte, r.python!.wirePerByte)} (${
+          ratio(r["deno-compress"]!.wirePerByte, r.python!.wirePerByte)
+        })`,
+        "-",
+      ], "-");
+      row([
+        `${label}: proxy CPU-ms per MB, plain (--compress)`,
+        "-",
+        `${fmt(r.deno!.cpuPerMb * 1000, 1)} (${fmt(r["deno-compress"]!.cpuPerMb * 1000, 1)})`,
+        fmt(r.python!.cpuPerMb * 1000, 1),
+        `${ratio(r.deno!.cpuPerMb, r.python!.cpuPerMb)} (${
+          ratio(r["deno-compress"]!.cpuPerMb, r.python!.cpuPerMb)
+        })`,
+        "-",
+      ], "-");
+    }
+    results.compress = compress;
+    const idle = await measureConcurrency("deno-compress", QUICK ? 200 : 1000);
+    const idlePlain = await measureConcurrency("deno", QUICK ? 200 : 1000);
+    results.compressIdle = { compress: idle, plain: idlePlain };
+    row([
+      `${idle.requested} idle sessions: proxy KiB each, plain (--compress)`,
+      "-",
+      `${fmt(idlePlain.kibPerConnection, 1)} (${fmt(idle.kibPerConnection, 1)})`,
+      "-",
+      "-",
+      "-",
+    ], "-");
+  }
 
   if (wanted("workers")) {
     // --workers=2 against one process, in the same run: parallel echo, then sessions past one process's limit.

@@ -71,7 +71,7 @@ Deno.test("command line: --token-plugin ReverseConnection takes an address, not 
     kind: "token",
     plugin: "ReverseConnection",
     source: ":5500",
-    hostToken: false,
+    tokenFrom: [{ kind: "query" }],
   });
   const spelled = run([
     "6080",
