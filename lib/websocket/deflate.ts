@@ -178,6 +178,8 @@ export function inflateMessage(compressed: Uint8Array, limit: number): Uint8Arra
 
 /** Messages shorter than this go uncompressed: the header and the block cost more than they save. */
 export const MIN_COMPRESSED_SIZE = 64;
+/** How much of a large message is tried first to see whether it compresses at all. */
+const SAMPLE_SIZE = 4096;
 
 /**
  * One message's compressed payload (raw deflate, a sync flush, its 00 00 ff ff tail removed), or undefined
@@ -185,9 +187,22 @@ export const MIN_COMPRESSED_SIZE = 64;
  */
 export function deflateMessage(data: Uint8Array, windowBits: number): Uint8Array | undefined {
   if (data.length < MIN_COMPRESSED_SIZE) return undefined;
+  // Data that does not compress (what Tight or ZRLE already compressed, TLS, media) is found on a sample at
+  // zlib's fastest level: trying the whole of it would cost 25 ms per MB for nothing.
+  if (data.length >= 2 * SAMPLE_SIZE) {
+    const sample = zlib.deflateRawSync(data.subarray(0, SAMPLE_SIZE), {
+      level: 1,
+      windowBits: 9,
+      memLevel: 1,
+    });
+    if (sample.length > SAMPLE_SIZE * 0.9) return undefined;
+  }
+  // Each message is compressed on its own: no window (or hash table) larger than the message is of use, and
+  // smaller ones cost less memory for the call.
+  const bits = Math.min(windowBits, Math.max(9, Math.ceil(Math.log2(data.length))));
   const output = zlib.deflateRawSync(data, {
-    windowBits,
-    memLevel: DEFLATE_MEM_LEVEL,
+    windowBits: bits,
+    memLevel: Math.min(DEFLATE_MEM_LEVEL, Math.max(1, bits - 6)),
     finishFlush: zlib.constants.Z_SYNC_FLUSH,
   });
   const compressed = new Uint8Array(
