@@ -5,79 +5,16 @@
 // plugin module (tests/plugins/client_recorder.ts) are told is checked.
 
 import assert from "node:assert/strict";
-import net from "node:net";
 import WebSocketClient from "ws";
 import { websockify } from "../../mod.ts";
 import { HAPROXY_AVAILABLE, LoadBalancer, NGINX_AVAILABLE } from "../helpers/balancers.ts";
 import { ROOT } from "../helpers/paths.ts";
 import { type InProcessProxy, startProxy } from "../helpers/proxy.ts";
 import { echoTarget } from "../helpers/targets.ts";
+import { BoundClient } from "../helpers/bound_client.ts";
 import { deadline, waitFor } from "../helpers/waits.ts";
 
 const RECORDER = `${ROOT}tests/plugins/client_recorder.ts`;
-
-/** A raw HTTP connection from `localAddress` (node:net binds it); `send` returns the next response head. */
-class From {
-  readonly socket: net.Socket;
-  /** The client's own port (what the proxy sees as the peer's). */
-  readonly localPort: number;
-  #received = "";
-  #consumed = 0;
-  readonly closed: Promise<void>;
-
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.localPort = socket.localPort!;
-    socket.on(
-      "data",
-      (chunk: Uint8Array) => this.#received += new TextDecoder("latin1").decode(chunk),
-    );
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
-  }
-
-  static async connect(localAddress: string, port: number, host = "127.0.0.1"): Promise<From> {
-    const socket = net.connect({ host, port, localAddress });
-    await deadline(
-      new Promise<void>((resolve, reject) => {
-        socket.once("connect", () => resolve());
-        socket.once("error", reject);
-      }),
-      5000,
-      `connect from ${localAddress}`,
-    );
-    return new From(socket);
-  }
-
-  /** Sends a request head and returns the status line of the answer ("" if the connection closes first). */
-  async send(head: string): Promise<string> {
-    this.socket.write(head);
-    let closed = false;
-    this.closed.then(() => closed = true);
-    await waitFor(
-      () => this.#received.indexOf("\r\n\r\n", this.#consumed) !== -1 || closed,
-      10_000,
-      "an answer",
-    );
-    const end = this.#received.indexOf("\r\n\r\n", this.#consumed);
-    if (end === -1) return "";
-    const head_ = this.#received.slice(this.#consumed, end);
-    this.#consumed = end + 4;
-    // A body (a built-in file) follows: skip it by its length.
-    const length = head_.match(/\r\ncontent-length: (\d+)/i);
-    if (length) {
-      const bodyEnd = this.#consumed + Number(length[1]);
-      await waitFor(() => this.#received.length >= bodyEnd, 10_000, "the body");
-      this.#consumed = bodyEnd;
-    }
-    return head_.split("\r\n")[0];
-  }
-
-  async close(): Promise<void> {
-    this.socket.destroy();
-    await deadline(this.closed, 5000, "socket close");
-  }
-}
 
 /** An upgrade request head with the test's extra header lines. */
 function upgrade(path: string, targetPort: number, headers: string[] = []): string {
@@ -169,7 +106,7 @@ Deno.test("--trusted-proxy: only the trusted peer's headers name the client, in 
     for (const [from, headers, client, port] of cases) {
       index++;
       const what = `case ${index}: ${from} ${headers.join(" | ")}`;
-      const connection = await From.connect(from, proxy.port);
+      const connection = await BoundClient.connect(from, proxy.port);
       const status = await connection.send(upgrade(`/case-${index}?token=rec`, echo.port, headers));
       assert.equal(status, "HTTP/1.1 101 Switching Protocols", what);
       await connection.close();
@@ -217,10 +154,10 @@ Deno.test("--trusted-proxy: per-IP session limits count the named client; keep-a
     "--max-sessions-per-ip=1",
     `127.0.0.1:${echo.port}`,
   ]);
-  const held: From[] = [];
+  const held: BoundClient[] = [];
   try {
     const open = async (from: string, headers: string[]) => {
-      const connection = await From.connect(from, proxy.port);
+      const connection = await BoundClient.connect(from, proxy.port);
       held.push(connection);
       return await connection.send(upgrade("/", echo.port, headers));
     };
@@ -244,7 +181,7 @@ Deno.test("--trusted-proxy: per-IP session limits count the named client; keep-a
     assert.equal(await open("127.0.0.1", []), OK);
 
     // Keep-alive: two requests on one connection of the trusted proxy, each named by its own header.
-    const connection = await From.connect("127.0.0.1", proxy.port);
+    const connection = await BoundClient.connect("127.0.0.1", proxy.port);
     held.push(connection);
     assert.equal(
       await connection.send(
@@ -282,7 +219,7 @@ Deno.test("--trusted-proxy: an IPv6 peer (the library's trustedProxy option)", a
         [[], "/c"],
       ] as const
     ) {
-      const connection = await From.connect("::1", proxy.port, "::1");
+      const connection = await BoundClient.connect("::1", proxy.port, "::1");
       assert.equal(
         await connection.send(upgrade(path, echo.port, [...headers])),
         "HTTP/1.1 101 Switching Protocols",
@@ -322,7 +259,7 @@ Deno.test("--trusted-proxy with --proxy-protocol: the PROXY header's source is w
       ["PROXY TCP4 192.0.2.2 127.0.0.1 5001 80", "192.0.2.2", "/via-other"],
     ];
     for (const [header, client, path] of cases) {
-      const connection = await From.connect("127.0.0.1", proxy.port);
+      const connection = await BoundClient.connect("127.0.0.1", proxy.port);
       const head = upgrade(path, echo.port, [
         client === "192.0.2.2" ? "X-Forwarded-For: 6.6.6.6" : `X-Forwarded-For: ${client}`,
       ]);

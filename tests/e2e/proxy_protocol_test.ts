@@ -9,7 +9,6 @@
 // balancer's address, not the client's.
 
 import assert from "node:assert/strict";
-import net from "node:net";
 import { helpText, parseCommandLine, UsageError } from "../../lib/cli.ts";
 import { type ByteStream, writeAll } from "../../lib/io.ts";
 import { parseProxyHeader, type ProxyHeader, V2_SIGNATURE } from "../../lib/proxy_protocol.ts";
@@ -23,6 +22,7 @@ import { ROOT } from "../helpers/paths.ts";
 import { type InProcessProxy, startProxy } from "../helpers/proxy.ts";
 import { RawClient, TLS_START, upgradeRequest } from "../helpers/raw_client.ts";
 import { echoTarget } from "../helpers/targets.ts";
+import { BoundClient } from "../helpers/bound_client.ts";
 import { deadline, waitFor } from "../helpers/waits.ts";
 
 const CLIENT_INFO_PLUGIN = `${ROOT}tests/plugins/client_info.ts`;
@@ -47,51 +47,6 @@ async function echoOnce(url: string, message: string): Promise<string> {
     `echo through ${url}`,
   );
   return answer;
-}
-
-/** A client from a chosen loopback address (node:net binds it; Deno.connect cannot), speaking raw HTTP. */
-class BoundClient {
-  readonly #socket: net.Socket;
-  #received = "";
-  readonly closed: Promise<void>;
-  /** The client's own port (what the load balancer reports as the source port). */
-  readonly localPort: number;
-
-  private constructor(socket: net.Socket) {
-    this.#socket = socket;
-    this.localPort = socket.localPort!;
-    socket.on(
-      "data",
-      (chunk: Uint8Array) => this.#received += new TextDecoder("latin1").decode(chunk),
-    );
-    this.closed = new Promise((resolve) => socket.once("close", () => resolve()));
-    socket.on("error", () => {});
-  }
-
-  static async connect(localAddress: string, port: number): Promise<BoundClient> {
-    const socket = net.connect({ host: "127.0.0.1", port, localAddress });
-    await deadline(
-      new Promise<void>((resolve, reject) => {
-        socket.once("connect", () => resolve());
-        socket.once("error", reject);
-      }),
-      5000,
-      `connect from ${localAddress}`,
-    );
-    return new BoundClient(socket);
-  }
-
-  /** Sends `text` and returns the response head. */
-  async request(text: string): Promise<string> {
-    this.#socket.write(text);
-    await waitFor(() => this.#received.includes("\r\n\r\n"), 10_000, "a response head");
-    return this.#received.slice(0, this.#received.indexOf("\r\n\r\n"));
-  }
-
-  async close(): Promise<void> {
-    this.#socket.destroy();
-    await deadline(this.closed, 5000, "client socket close");
-  }
 }
 
 /** The log lines of `proxy` whose client prefix is `address`. */
