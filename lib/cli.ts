@@ -44,6 +44,47 @@ interface OptionDef extends OptionSpec {
   help: string;
 }
 
+/** Python websockify's own options: abbreviations of these keep their Python meaning (optparse.ts). */
+const PYTHON_OPTIONS = new Set([
+  "help",
+  "verbose",
+  "traffic",
+  "record",
+  "daemon",
+  "run-once",
+  "timeout",
+  "idle-timeout",
+  "cert",
+  "key",
+  "key-password",
+  "ssl-only",
+  "ssl-target",
+  "verify-client",
+  "cafile",
+  "ssl-version",
+  "ssl-ciphers",
+  "unix-listen",
+  "unix-listen-mode",
+  "unix-target",
+  "inetd",
+  "web",
+  "web-auth",
+  "wrap-mode",
+  "prefer-ipv6",
+  "libserver",
+  "target-config",
+  "token-plugin",
+  "token-source",
+  "host-token",
+  "auth-plugin",
+  "auth-source",
+  "heartbeat",
+  "log-file",
+  "syslog",
+  "legacy-syslog",
+  "file-only",
+]);
+
 /** The value of an option that is not given, for the options that have one (--help shows them). */
 const DEFAULTS = {
   timeout: "0",
@@ -413,6 +454,7 @@ export const OPTIONS: OptionDef[] = [
     help: "no directory listings in --web (404 instead)",
   },
 ];
+for (const option of OPTIONS) option.extension = !PYTHON_OPTIONS.has(option.long);
 
 export const USAGE = `Usage:
     websockify [options] [source_addr:]source_port target_addr:target_port

@@ -13,6 +13,11 @@ export interface OptionSpec {
   /** A one-letter short name without the dash, e.g. `v`. */
   short?: string;
   takesValue: boolean;
+  /**
+   * Not one of Python websockify's options: a prefix it shares with one of those still means that one, so
+   * launch scripts that abbreviate (`--log` for `--log-file`) work as they did.
+   */
+  extension?: boolean;
 }
 
 /** A usage error: the message is the one-line reason. */
@@ -104,6 +109,9 @@ function matchLong(typed: string, byLong: Map<string, OptionSpec>): OptionSpec {
     ? []
     : [...byLong.keys()].filter((name) => name.startsWith(typed));
   if (candidates.length === 1) return byLong.get(candidates[0])!;
+  // Python's meaning of a prefix wins over options added here since.
+  const original = candidates.filter((name) => !byLong.get(name)!.extension);
+  if (candidates.length > 1 && original.length === 1) return byLong.get(original[0])!;
   if (candidates.length > 1) {
     throw new UsageError(
       `ambiguous option: --${typed} (${candidates.map((c) => `--${c}`).join(", ")}?)`,

@@ -334,3 +334,19 @@ Deno.test("--token-from (--host-token is its alias), --allowed-targets, --allowe
   usageError(["6080", "h:1", "--max-message-size=16M"], /invalid number of bytes: '16M'/);
   usageError(["6080", "h:1", "--max-message-size=-1"], /invalid number of bytes/);
 });
+
+Deno.test("abbreviations keep Python's meaning when new options share their prefix; new options abbreviate too", () => {
+  // Each was unique in Python websockify's option list, and now also starts an option added here.
+  assert.equal(settings(["--d", "6080", "h:1"]).daemon, true);
+  assert.equal(settings(["--log=/tmp/ws.log", "6080", "h:1"]).logFile, "/tmp/ws.log");
+  assert.doesNotThrow(() => settings(["--pr", "6080", "h:1"])); // --prefer-ipv6, not --proxy-protocol
+  assert.equal(
+    settings(["--ta=/tmp/tokens", "6080"]).target.kind,
+    "token",
+    "--ta is --target-config",
+  );
+  // Between options that are new, or between Python's own, a shared prefix is still ambiguous.
+  usageError(["--to=TokenFile", "6080"], /ambiguous option: --to/);
+  usageError(["--max-s=1", "6080", "h:1"], /ambiguous option: --max-s/);
+  assert.equal(settings(["--compr", "6080", "h:1"]).compress, true);
+});
