@@ -475,7 +475,7 @@ export function helpText(): string {
     const fallback = DEFAULT_TEXT.get(option.long);
     if (fallback !== undefined) help += ` (default: ${fallback})`;
     lines.push(
-      names.length <= 26 ? `  ${names.padEnd(26)}${help}` : `  ${names}\n${" ".repeat(28)}${help}`,
+      names.length < 26 ? `  ${names.padEnd(26)}${help}` : `  ${names}\n${" ".repeat(28)}${help}`,
     );
   }
   return lines.join("\n");

@@ -184,6 +184,13 @@ Deno.test("--help lists every option with its default", () => {
   const help = helpText();
   for (const option of OPTIONS) assert.ok(help.includes(`--${option.long}`), option.long);
   assert.match(help, /--unix-listen-mode=MODE\s+.*\(default: 0600\)/);
+  // A name of exactly the column's width (26) goes on its own line, never glued to its help text.
+  assert.match(help, /^ {2}--metrics-listen=HOST:PORT\n {28}serve \/metrics/m);
+  const lines = help.split("\n");
+  lines.forEach((line, i) => {
+    if (!line.startsWith("  -")) return;
+    assert.ok(line[27] === " " || lines[i + 1].startsWith(" ".repeat(28)), line);
+  });
 });
 
 Deno.test("plugin names as Python launch scripts spell them name the built-in ones; a token service URL stays a URL", () => {
