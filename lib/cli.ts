@@ -275,7 +275,7 @@ export const OPTIONS: OptionDef[] = [
   {
     long: "no-builtin-pages",
     takesValue: false,
-    help: "do not serve the built-in pages under /websockify/ (Websock, wstelnet, wsecho)",
+    help: "do not serve the built-in pages under /websockify/ (Websock, wstelnet, wsecho, wstest)",
   },
   {
     long: "subprotocol",

@@ -5,7 +5,7 @@
  *   deno task bench                 # everything
  *   deno task bench --quick         # smaller transfers and connection counts (a smoke run)
  *   deno task bench --only=concurrency,stall       (parts: throughput, tls (wss transfers and latency), latency,
- *                                                  alloc, handshakes, concurrency, stall)
+ *                                                  alloc, handshakes, concurrency, workers, compress, stall)
  *   deno task bench --compare=../base              # also measures the proxy in ../base (e.g. a `git worktree` of
  *                                                  # the last commit), in the same run: a last column "this / base"
  *
