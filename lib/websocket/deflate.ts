@@ -146,6 +146,12 @@ export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgre
 
 /** The four bytes a sync flush ends with, which RFC 7692 removes from each message (and the reader puts back). */
 const SYNC_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+/**
+ * What the reader puts after SYNC_TAIL: an empty final block (BFINAL, fixed Huffman codes, end of block). A whole
+ * message (ending, with its tail, on a block boundary) then makes a complete deflate stream; one cut short does
+ * not (zlib says "unexpected end of file") instead of passing for a shorter message, or for garbage.
+ */
+const FINAL_BLOCK = new Uint8Array([0x03, 0x00]);
 
 /** A compressed message that inflates past the bound. */
 export class MessageTooBig extends Error {
@@ -154,17 +160,17 @@ export class MessageTooBig extends Error {
 
 /**
  * Inflates one client message (its compressed payload, every frame's piece joined) into at most `limit` bytes;
- * throws MessageTooBig past that (zlib stops there), an Error for data that is not deflate.
+ * throws MessageTooBig past that (zlib stops there), an Error for data that is not deflate or is cut short. An
+ * empty payload is an empty message.
  */
 export function inflateMessage(compressed: Uint8Array, limit: number): Uint8Array {
-  const input = new Uint8Array(compressed.length + SYNC_TAIL.length);
+  if (compressed.length === 0) return new Uint8Array(0);
+  const input = new Uint8Array(compressed.length + SYNC_TAIL.length + FINAL_BLOCK.length);
   input.set(compressed);
   input.set(SYNC_TAIL, compressed.length);
+  input.set(FINAL_BLOCK, compressed.length + SYNC_TAIL.length);
   try {
-    const output = zlib.inflateRawSync(input, {
-      maxOutputLength: Math.max(limit, 1),
-      finishFlush: zlib.constants.Z_SYNC_FLUSH,
-    });
+    const output = zlib.inflateRawSync(input, { maxOutputLength: Math.max(limit, 1) });
     return new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
   } catch (error) {
     if (

@@ -112,3 +112,27 @@ Deno.test("inflateMessage: a client's message comes back whole; a deflate bomb s
     /not deflate data/,
   );
 });
+
+Deno.test("inflateMessage: a message cut short is an error (not a shorter message, nor garbage); empty ones, a final block, the exact bound", () => {
+  const text = new TextEncoder().encode(
+    Array.from({ length: 100 }, (_, i) => `line ${i} of a log\n`).join(""),
+  );
+  const compressed = zlib.deflateRawSync(text, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  const payload = compressed.subarray(0, compressed.length - 4);
+  for (let cut = 1; cut < payload.length; cut++) {
+    assert.throws(
+      () => inflateMessage(payload.subarray(0, cut), 1 << 20),
+      /not deflate data/,
+      `${cut}`,
+    );
+  }
+  // The bound is the most a message may be: exactly that passes, one byte more does not.
+  assert.equal(inflateMessage(payload, text.length).length, text.length);
+  assert.throws(() => inflateMessage(payload, text.length - 1), MessageTooBig);
+  // An empty message, as RFC 7692 §7.2.3.6 writes it (00), and as no bytes at all.
+  assert.equal(inflateMessage(new Uint8Array([0x00]), 10).length, 0);
+  assert.equal(inflateMessage(new Uint8Array(0), 10).length, 0);
+  // A sender may end a message with a final block (BFINAL, §7.2.3.3 allows it).
+  const final = zlib.deflateRawSync(text);
+  assert.deepEqual(inflateMessage(final, 1 << 20), text);
+});
