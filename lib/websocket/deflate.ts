@@ -23,6 +23,8 @@ export interface ExtensionOffer {
   name: string;
   /** Parameter -> value (`true` for a parameter without a value). */
   params: Map<string, string | true>;
+  /** A parameter was given more than once (the first is in `params`): an offer to decline. */
+  repeated?: true;
 }
 
 /**
@@ -51,6 +53,7 @@ export function parseExtensions(value: string): ExtensionOffer[] | undefined {
     const name = readToken();
     if (!name) return undefined;
     const params = new Map<string, string | true>();
+    let repeated = false;
     skipSpace();
     while (value[at] === ";") {
       at++;
@@ -63,21 +66,28 @@ export function parseExtensions(value: string): ExtensionOffer[] | undefined {
         at++;
         skipSpace();
         if (value[at] === '"') {
-          const end = value.indexOf('"', at + 1);
-          if (end === -1) return undefined;
-          paramValue = value.slice(at + 1, end);
-          at = end + 1;
+          // A quoted string: `\` escapes the character after it (RFC 9110 §5.6.4).
+          let text = "";
+          at++;
+          while (at < value.length && value[at] !== '"') {
+            if (value[at] === "\\") at++;
+            if (at < value.length) text += value[at++];
+          }
+          if (at >= value.length) return undefined;
+          at++;
+          paramValue = text;
         } else {
           const text = readToken();
           if (text === undefined) return undefined;
           paramValue = text;
         }
       }
-      if (params.has(param.toLowerCase())) return undefined; // a parameter given twice: not a valid offer
-      params.set(param.toLowerCase(), paramValue);
+      // A parameter given twice makes this offer one to decline (RFC 7692 §5), not the whole header.
+      if (params.has(param.toLowerCase())) repeated = true;
+      else params.set(param.toLowerCase(), paramValue);
       skipSpace();
     }
-    offers.push({ name: name.toLowerCase(), params });
+    offers.push({ name: name.toLowerCase(), params, ...(repeated ? { repeated } : {}) });
     skipSpace();
     if (at < value.length && value[at] !== ",") return undefined;
     at++;
@@ -111,7 +121,7 @@ function windowBits(value: string | true): number | undefined {
  */
 export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgreement | undefined {
   for (const offer of offers) {
-    if (offer.name !== "permessage-deflate") continue;
+    if (offer.name !== "permessage-deflate" || offer.repeated) continue;
     let serverWindowBits = DEFLATE_WINDOW_BITS;
     let acceptable = true;
     for (const [param, value] of offer.params) {

@@ -309,3 +309,120 @@ Deno.test("--compress: deflate data cut short or garbage is closed with 1007 and
     await target.close();
   }
 });
+
+Deno.test("--compress: odd offers are agreed or declined per RFC 7692, never a 500; an offer spoilt by a repeated parameter leaves the next one", async () => {
+  const target = echoTarget();
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, "--compress"]);
+  const cases: [string, string[], boolean][] = [
+    ["two headers, the first declined", ["x-webkit-deflate-frame", "permessage-deflate"], true],
+    [
+      "a repeated parameter, then a good offer",
+      ["permessage-deflate; server_no_context_takeover; server_no_context_takeover, permessage-deflate"],
+      true,
+    ],
+    ["only a repeated parameter", [
+      "permessage-deflate; client_max_window_bits; client_max_window_bits",
+    ], false],
+    ["a quoted value with an escaped quote first", ['foo; a="x\\"y", permessage-deflate'], true],
+    ["a quoted window size", ['permessage-deflate; server_max_window_bits="10"'], true],
+    ["the same offer twice", ["permessage-deflate", "permessage-deflate"], true],
+    ["garbage", ['permessage-deflate;;;==="', "(((("], false],
+    ["an unknown parameter", ["permessage-deflate; mystery=1"], false],
+    ["a window out of range", ["permessage-deflate; server_max_window_bits=16"], false],
+    ["a huge list of offers", [
+      Array(2000).fill("x-unknown; a=1").join(", ") + ", permessage-deflate",
+    ], true],
+  ];
+  try {
+    for (const [what, offers, agreed] of cases) {
+      const client = await Client.open(proxy.port, offers);
+      try {
+        assert.match(client.head, /^HTTP\/1\.1 101 /, what);
+        assert.equal(client.agreed, agreed, `${what}: ${client.head}`);
+        // The session works either way (compressed or not).
+        const payload = sample(50);
+        if (agreed) await client.frame(Opcode.Binary, deflate(payload), { rsv1: true });
+        else await client.frame(Opcode.Binary, payload);
+        await waitFor(
+          () => client.messages.reduce((sum, m) => sum + m.payload.length, 0) >= payload.length,
+          5000,
+          `${what}: the echo`,
+        );
+        assert.deepEqual(concat(client.messages.map((m) => m.payload)), payload, what);
+      } finally {
+        await client.close();
+      }
+    }
+    // A header past the head cap is 431, as any other.
+    const huge = await Client.open(proxy.port, ["permessage-deflate; " + "a".repeat(40000)]);
+    assert.match(huge.head, /^HTTP\/1\.1 431 /);
+    await huge.close();
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--compress: --max-message-size bounds the inflated message (exactly at it passes, one byte over is 1009); base64 framing compressed both ways", async () => {
+  const target = echoTarget();
+  const limit = 5000;
+  const proxy = await startProxy([
+    `127.0.0.1:${target.port}`,
+    "--compress",
+    `--max-message-size=${limit}`,
+  ]);
+  try {
+    const at = await Client.open(proxy.port);
+    try {
+      const payload = new Uint8Array(limit).fill(0x61);
+      await at.frame(Opcode.Binary, deflate(payload), { rsv1: true });
+      await waitFor(
+        () => at.messages.reduce((sum, m) => sum + m.payload.length, 0) >= limit,
+        5000,
+        "the echo",
+      );
+      assert.deepEqual(concat(at.messages.map((m) => m.payload)), payload);
+      assert.equal(at.closeCode, undefined);
+    } finally {
+      await at.close();
+    }
+    const over = await Client.open(proxy.port);
+    try {
+      await over.frame(Opcode.Binary, deflate(new Uint8Array(limit + 1).fill(0x61)), {
+        rsv1: true,
+      });
+      assert.equal(await over.closed(), 1009);
+      assert.equal(over.messages.length, 0);
+    } finally {
+      await over.close();
+    }
+    // base64: the client's compressed text is base64 of the bytes; what comes back is compressed base64 text.
+    const b64 = await Client.open(proxy.port, ["permessage-deflate"], "base64");
+    try {
+      assert.match(b64.head, /Sec-WebSocket-Protocol: base64/);
+      assert.ok(b64.agreed);
+      const payload = sample(40);
+      const encoded = encoder.encode(btoa(String.fromCharCode(...payload)));
+      // In two fragments: RSV1 on the first, the deflate stream cut anywhere.
+      const compressed = deflate(encoded);
+      await b64.frame(Opcode.Text, compressed.subarray(0, 7), { fin: false, rsv1: true });
+      await b64.frame(Opcode.Continuation, compressed.subarray(7));
+      // Each target read is its own message, base64 on its own.
+      const decoded = () =>
+        concat(
+          b64.messages.map((m) =>
+            Uint8Array.from(atob(new TextDecoder().decode(m.payload)), (c) => c.charCodeAt(0))
+          ),
+        );
+      await waitFor(() => decoded().length >= payload.length, 5000, "the echo");
+      assert.ok(b64.messages.every((m) => m.text), "text messages");
+      assert.ok(b64.messages.some((m) => m.compressed), "compressed ones");
+      assert.deepEqual(decoded(), payload);
+    } finally {
+      await b64.close();
+    }
+  } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});

@@ -30,7 +30,7 @@ Deno.test("Sec-WebSocket-Extensions parsing: lists, parameters, quoted values; g
   );
   assert.deepEqual(parseExtensions(""), []);
   for (
-    const bad of ["permessage-deflate; ", "a;b=", 'a; b="unterminated', "a b", "a; b; b", "(x)"]
+    const bad of ["permessage-deflate; ", "a;b=", 'a; b="unterminated', "a b", "(x)", 'a; b="x\\"']
   ) {
     assert.equal(parseExtensions(bad), undefined, bad);
   }
@@ -135,4 +135,34 @@ Deno.test("inflateMessage: a message cut short is an error (not a shorter messag
   // A sender may end a message with a final block (BFINAL, §7.2.3.3 allows it).
   const final = zlib.deflateRawSync(text);
   assert.deepEqual(inflateMessage(final, 1 << 20), text);
+});
+
+Deno.test("offers: one with a repeated parameter or an escaped quote is declined alone; a later acceptable offer is taken", () => {
+  const offer = (text: string) => negotiateDeflate(parseExtensions(text) ?? []);
+  // RFC 7692 §5: an offer with a parameter twice is declined, and the next one considered (RFC 7692 §5.1).
+  assert.deepEqual(parseExtensions("a; b; b=1"), [
+    { name: "a", params: params([["b", true]]), repeated: true },
+  ]);
+  assert.equal(
+    offer("permessage-deflate; server_no_context_takeover; server_no_context_takeover"),
+    undefined,
+  );
+  assert.equal(
+    offer(
+      "permessage-deflate; server_max_window_bits=10; server_max_window_bits=12, permessage-deflate",
+    )?.response,
+    `${RESPONSE}; server_max_window_bits=${DEFLATE_WINDOW_BITS}`,
+  );
+  // A quoted string's escapes (RFC 9110 §5.6.4): a quote or a comma inside is part of the value.
+  assert.deepEqual(
+    parseExtensions('x; a="q\\"t, y", permessage-deflate; server_max_window_bits="1\\2"'),
+    [
+      { name: "x", params: params([["a", 'q"t, y']]) },
+      { name: "permessage-deflate", params: params([["server_max_window_bits", "12"]]) },
+    ],
+  );
+  assert.equal(
+    offer('x; a="q\\"t", permessage-deflate; server_max_window_bits="1\\2"')?.response,
+    `${RESPONSE}; server_max_window_bits=12`,
+  );
 });
