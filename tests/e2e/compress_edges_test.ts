@@ -8,6 +8,7 @@ import { writeAll } from "../../lib/io.ts";
 import { encodeFrame, Opcode } from "../../lib/websocket/frames.ts";
 import { Receiver } from "../../lib/websocket/receiver.ts";
 import { concat } from "../helpers/bytes.ts";
+import { liveMemoryKiB } from "../helpers/system.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { echoTarget, TcpTarget } from "../helpers/targets.ts";
 import { deadline, waitFor } from "../helpers/waits.ts";
@@ -422,6 +423,40 @@ Deno.test("--compress: --max-message-size bounds the inflated message (exactly a
       await b64.close();
     }
   } finally {
+    await proxy.stop();
+    await target.close();
+  }
+});
+
+Deno.test("--compress: 20 sessions at once, each target flooding 1 MB of text: every byte intact, memory bounded", async () => {
+  const flood = sample(22_000).subarray(0, 1 << 20);
+  const target = new TcpTarget(async (conn) => {
+    // In uneven writes, as a busy target's output comes.
+    for (let at = 0, step = 1; at < flood.length; at += step, step = (step * 7 + 13) % 40_000 + 1) {
+      await writeAll(conn, flood.subarray(at, Math.min(at + step, flood.length)));
+    }
+    const buffer = new Uint8Array(1024);
+    while ((await conn.read(buffer)) !== null) { /* until the client leaves */ }
+  });
+  const proxy = await startProxy([`127.0.0.1:${target.port}`, "--compress"]);
+  const before = liveMemoryKiB();
+  const clients = await Promise.all(Array.from({ length: 20 }, () => Client.open(proxy.port)));
+  try {
+    const total = (client: Client) => client.messages.reduce((sum, m) => sum + m.payload.length, 0);
+    await waitFor(() => clients.every((c) => total(c) >= flood.length), 30_000, "the floods");
+    for (const client of clients) {
+      assert.ok(client.agreed);
+      assert.deepEqual(concat(client.messages.map((m) => m.payload)), flood);
+      assert.ok(client.messages.some((m) => m.compressed));
+      client.messages.length = 0; // (the client's copy: not the proxy's memory)
+    }
+    const after = liveMemoryKiB();
+    console.log(
+      `20 sessions open after 1 MB each compressed: live memory ${after - before} KiB more`,
+    );
+    assert.ok(after - before < 16 * 1024, `${after - before} KiB`);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
     await proxy.stop();
     await target.close();
   }
