@@ -218,6 +218,8 @@ function splitElements(value: string): [string, string | undefined][][] {
   let pairs: [string, string | undefined][] = [];
   let name = "";
   let text = "";
+  /** `text` has more than whitespace (kept as a flag: trimming `text` at every quote is quadratic). */
+  let textStarted = false;
   let inValue = false;
   let quoted: "no" | "open" | "closed" = "no";
   const endPair = () => {
@@ -232,6 +234,7 @@ function splitElements(value: string): [string, string | undefined][][] {
     }
     name = "";
     text = "";
+    textStarted = false;
     inValue = false;
     quoted = "no";
   };
@@ -254,11 +257,12 @@ function splitElements(value: string): [string, string | undefined][][] {
     if (!inValue) {
       if (c === "=") inValue = true;
       else name += c;
-    } else if (c === '"' && quoted === "no" && text.trim() === "") {
+    } else if (c === '"' && quoted === "no" && !textStarted) {
       quoted = "open";
       text = "";
     } else if (quoted === "no") {
       text += c;
+      if (!textStarted && c.trim() !== "") textStarted = true;
     }
     // (After a closing quote, anything up to the next separator is dropped.)
   }

@@ -23,6 +23,8 @@ export interface ExtensionOffer {
   name: string;
   /** Parameter -> value (`true` for a parameter without a value). */
   params: Map<string, string | true>;
+  /** A parameter was given more than once (the first is in `params`): an offer to decline. */
+  repeated?: true;
 }
 
 /**
@@ -51,6 +53,7 @@ export function parseExtensions(value: string): ExtensionOffer[] | undefined {
     const name = readToken();
     if (!name) return undefined;
     const params = new Map<string, string | true>();
+    let repeated = false;
     skipSpace();
     while (value[at] === ";") {
       at++;
@@ -63,21 +66,28 @@ export function parseExtensions(value: string): ExtensionOffer[] | undefined {
         at++;
         skipSpace();
         if (value[at] === '"') {
-          const end = value.indexOf('"', at + 1);
-          if (end === -1) return undefined;
-          paramValue = value.slice(at + 1, end);
-          at = end + 1;
+          // A quoted string: `\` escapes the character after it (RFC 9110 §5.6.4).
+          let text = "";
+          at++;
+          while (at < value.length && value[at] !== '"') {
+            if (value[at] === "\\") at++;
+            if (at < value.length) text += value[at++];
+          }
+          if (at >= value.length) return undefined;
+          at++;
+          paramValue = text;
         } else {
           const text = readToken();
           if (text === undefined) return undefined;
           paramValue = text;
         }
       }
-      if (params.has(param.toLowerCase())) return undefined; // a parameter given twice: not a valid offer
-      params.set(param.toLowerCase(), paramValue);
+      // A parameter given twice makes this offer one to decline (RFC 7692 §5), not the whole header.
+      if (params.has(param.toLowerCase())) repeated = true;
+      else params.set(param.toLowerCase(), paramValue);
       skipSpace();
     }
-    offers.push({ name: name.toLowerCase(), params });
+    offers.push({ name: name.toLowerCase(), params, ...(repeated ? { repeated } : {}) });
     skipSpace();
     if (at < value.length && value[at] !== ",") return undefined;
     at++;
@@ -111,7 +121,7 @@ function windowBits(value: string | true): number | undefined {
  */
 export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgreement | undefined {
   for (const offer of offers) {
-    if (offer.name !== "permessage-deflate") continue;
+    if (offer.name !== "permessage-deflate" || offer.repeated) continue;
     let serverWindowBits = DEFLATE_WINDOW_BITS;
     let acceptable = true;
     for (const [param, value] of offer.params) {
@@ -146,6 +156,12 @@ export function negotiateDeflate(offers: readonly ExtensionOffer[]): DeflateAgre
 
 /** The four bytes a sync flush ends with, which RFC 7692 removes from each message (and the reader puts back). */
 const SYNC_TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+/**
+ * What the reader puts after SYNC_TAIL: an empty final block (BFINAL, fixed Huffman codes, end of block). A whole
+ * message (ending, with its tail, on a block boundary) then makes a complete deflate stream; one cut short does
+ * not (zlib says "unexpected end of file") instead of passing for a shorter message, or for garbage.
+ */
+const FINAL_BLOCK = new Uint8Array([0x03, 0x00]);
 
 /** A compressed message that inflates past the bound. */
 export class MessageTooBig extends Error {
@@ -154,17 +170,17 @@ export class MessageTooBig extends Error {
 
 /**
  * Inflates one client message (its compressed payload, every frame's piece joined) into at most `limit` bytes;
- * throws MessageTooBig past that (zlib stops there), an Error for data that is not deflate.
+ * throws MessageTooBig past that (zlib stops there), an Error for data that is not deflate or is cut short. An
+ * empty payload is an empty message.
  */
 export function inflateMessage(compressed: Uint8Array, limit: number): Uint8Array {
-  const input = new Uint8Array(compressed.length + SYNC_TAIL.length);
+  if (compressed.length === 0) return new Uint8Array(0);
+  const input = new Uint8Array(compressed.length + SYNC_TAIL.length + FINAL_BLOCK.length);
   input.set(compressed);
   input.set(SYNC_TAIL, compressed.length);
+  input.set(FINAL_BLOCK, compressed.length + SYNC_TAIL.length);
   try {
-    const output = zlib.inflateRawSync(input, {
-      maxOutputLength: Math.max(limit, 1),
-      finishFlush: zlib.constants.Z_SYNC_FLUSH,
-    });
+    const output = zlib.inflateRawSync(input, { maxOutputLength: Math.max(limit, 1) });
     return new Uint8Array(output.buffer, output.byteOffset, output.byteLength);
   } catch (error) {
     if (

@@ -30,7 +30,7 @@ Deno.test("Sec-WebSocket-Extensions parsing: lists, parameters, quoted values; g
   );
   assert.deepEqual(parseExtensions(""), []);
   for (
-    const bad of ["permessage-deflate; ", "a;b=", 'a; b="unterminated', "a b", "a; b; b", "(x)"]
+    const bad of ["permessage-deflate; ", "a;b=", 'a; b="unterminated', "a b", "(x)", 'a; b="x\\"']
   ) {
     assert.equal(parseExtensions(bad), undefined, bad);
   }
@@ -110,5 +110,59 @@ Deno.test("inflateMessage: a client's message comes back whole; a deflate bomb s
   assert.throws(
     () => inflateMessage(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x12]), 1 << 20),
     /not deflate data/,
+  );
+});
+
+Deno.test("inflateMessage: a message cut short is an error (not a shorter message, nor garbage); empty ones, a final block, the exact bound", () => {
+  const text = new TextEncoder().encode(
+    Array.from({ length: 100 }, (_, i) => `line ${i} of a log\n`).join(""),
+  );
+  const compressed = zlib.deflateRawSync(text, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  const payload = compressed.subarray(0, compressed.length - 4);
+  for (let cut = 1; cut < payload.length; cut++) {
+    assert.throws(
+      () => inflateMessage(payload.subarray(0, cut), 1 << 20),
+      /not deflate data/,
+      `${cut}`,
+    );
+  }
+  // The bound is the most a message may be: exactly that passes, one byte more does not.
+  assert.equal(inflateMessage(payload, text.length).length, text.length);
+  assert.throws(() => inflateMessage(payload, text.length - 1), MessageTooBig);
+  // An empty message, as RFC 7692 §7.2.3.6 writes it (00), and as no bytes at all.
+  assert.equal(inflateMessage(new Uint8Array([0x00]), 10).length, 0);
+  assert.equal(inflateMessage(new Uint8Array(0), 10).length, 0);
+  // A sender may end a message with a final block (BFINAL, §7.2.3.3 allows it).
+  const final = zlib.deflateRawSync(text);
+  assert.deepEqual(inflateMessage(final, 1 << 20), text);
+});
+
+Deno.test("offers: one with a repeated parameter or an escaped quote is declined alone; a later acceptable offer is taken", () => {
+  const offer = (text: string) => negotiateDeflate(parseExtensions(text) ?? []);
+  // RFC 7692 §5: an offer with a parameter twice is declined, and the next one considered (RFC 7692 §5.1).
+  assert.deepEqual(parseExtensions("a; b; b=1"), [
+    { name: "a", params: params([["b", true]]), repeated: true },
+  ]);
+  assert.equal(
+    offer("permessage-deflate; server_no_context_takeover; server_no_context_takeover"),
+    undefined,
+  );
+  assert.equal(
+    offer(
+      "permessage-deflate; server_max_window_bits=10; server_max_window_bits=12, permessage-deflate",
+    )?.response,
+    `${RESPONSE}; server_max_window_bits=${DEFLATE_WINDOW_BITS}`,
+  );
+  // A quoted string's escapes (RFC 9110 §5.6.4): a quote or a comma inside is part of the value.
+  assert.deepEqual(
+    parseExtensions('x; a="q\\"t, y", permessage-deflate; server_max_window_bits="1\\2"'),
+    [
+      { name: "x", params: params([["a", 'q"t, y']]) },
+      { name: "permessage-deflate", params: params([["server_max_window_bits", "12"]]) },
+    ],
+  );
+  assert.equal(
+    offer('x; a="q\\"t", permessage-deflate; server_max_window_bits="1\\2"')?.response,
+    `${RESPONSE}; server_max_window_bits=12`,
   );
 });
