@@ -166,6 +166,11 @@ export class Connection {
   }
 
   /** Adds facts that every later JSON log line of this request carries (its token's hash, its target). */
+  /** The current request's target as log lines show it: tokens hidden (secrets.ts, token_from.ts). */
+  get shownTarget(): string {
+    return this.#facts.path ?? "";
+  }
+
   note(facts: LogFields): void {
     Object.assign(this.#facts, facts);
   }
@@ -414,6 +419,7 @@ export class Connection {
       if (!next) return;
       this.deadline.clear();
       const { request, rest } = next;
+      // The target as every log line about this request shows it (tokens hidden), worked out once.
       this.#facts = {
         path: redactTokens(request.target, hidesPathTokens(this.server.settings.target)),
       };
@@ -442,9 +448,7 @@ export class Connection {
       );
       if (outcome.error !== undefined) {
         this.log.error(
-          `${
-            redactTokens(request.target, hidesPathTokens(settings.target))
-          }: built-in file not available: ${describeError(outcome.error)}`,
+          `${this.shownTarget}: built-in file not available: ${describeError(outcome.error)}`,
           this.fields(),
         );
       }
@@ -512,9 +516,7 @@ export class Connection {
   async #answerPlainHttp(request: HttpRequest): Promise<void> {
     this.log.request(
       this.client,
-      `"${request.method} ${
-        redactTokens(request.target, hidesPathTokens(this.server.settings.target))
-      } ${request.version}"`,
+      `"${request.method} ${this.shownTarget} ${request.version}"`,
       "debug",
       this.fields(),
     );

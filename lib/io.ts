@@ -23,6 +23,19 @@ export async function writeAll(stream: ByteStream, data: Uint8Array): Promise<vo
   }
 }
 
+/** The pieces joined into one new array (for the few places that must hold a whole message or answer). */
+export function concatBytes(pieces: readonly Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const piece of pieces) size += piece.length;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  return out;
+}
+
 /** Closes a stream, ignoring "already closed". */
 export function closeQuietly(stream: { close(): void }): void {
   try {

@@ -20,6 +20,7 @@ import { createHash, createPublicKey } from "node:crypto";
 import { basename } from "node:path";
 import { parsePort, splitHostPort } from "./hostport.ts";
 import type { HttpRequest } from "./http.ts";
+import { concatBytes } from "./io.ts";
 import type { ClientInfo } from "./plugin_api.ts";
 import { loadAuthModule, loadTokenModule } from "./plugin_modules.ts";
 import type { AuthPluginName, Settings, TargetSpec, TokenPluginName } from "./settings.ts";
@@ -361,13 +362,7 @@ async function readAnswer(response: Response, service: string): Promise<string> 
     }
     chunks.push(chunk);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return new TextDecoder().decode(bytes);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
 
 /** `{"host": "h", "port": 5900}` (the port may be a string of digits, as Python takes it). */

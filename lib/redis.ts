@@ -17,7 +17,7 @@
 
 import { isIP } from "node:net";
 import tls from "node:tls";
-import { type ByteStream, closeQuietly, writeAll } from "./io.ts";
+import { type ByteStream, closeQuietly, concatBytes, writeAll } from "./io.ts";
 import { NodeSocketStream } from "./nodesocket.ts";
 
 /** A RESP error reply (`-ERR ...`): Redis answered, and the answer is an error. */
@@ -40,13 +40,7 @@ export function encodeCommand(args: readonly string[]): Uint8Array {
   for (const part of parts) {
     chunks.push(encoder.encode(`$${part.length}\r\n`), part, encoder.encode("\r\n"));
   }
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** Thrown by RespParser for bytes that are not RESP, or a reply over its size bound. */

@@ -17,16 +17,11 @@ import { originAllowed } from "./origins.ts";
 import { TokenRefused } from "./plugins.ts";
 import { label } from "./metrics.ts";
 import { SessionRecorder } from "./record.ts";
-import { redactTokens, tokenHash } from "./secrets.ts";
+import { tokenHash } from "./secrets.ts";
 import { Relay, type RelayObserver, type RelayResult } from "./relay.ts";
 import type { TargetSpec } from "./settings.ts";
 import { connectTarget, describeError, describeTarget } from "./targets.ts";
-import {
-  findToken,
-  hidesPathTokens,
-  takesProtocolTokens,
-  withoutTokenProtocols,
-} from "./token_from.ts";
+import { findToken, takesProtocolTokens, withoutTokenProtocols } from "./token_from.ts";
 import { CloseCode } from "./websocket/frames.ts";
 import { type Accepted, negotiate, switchingProtocols } from "./websocket/handshake.ts";
 import { closeFrame } from "./websocket/protocol.ts";
@@ -126,10 +121,9 @@ async function continueSession(
   if (!(await cx.authorize(request, target))) return;
   const { client } = cx;
   cx.note({ target: describeTarget(target) });
-  const hidePath = hidesPathTokens(settings.target);
   log.request(
     client,
-    `"${request.method} ${redactTokens(request.target, hidePath)} ${request.version}" 101 -`,
+    `"${request.method} ${cx.shownTarget} ${request.version}" 101 -`,
     "debug",
     cx.fields({ status: 101 }),
   );
@@ -144,7 +138,7 @@ async function continueSession(
   if (request.target !== "/") {
     log.request(
       client,
-      `${client}: Path: '${redactTokens(request.target, hidePath)}'`,
+      `${client}: Path: '${cx.shownTarget}'`,
       "info",
       cx.fields(),
     );

@@ -15,6 +15,7 @@
 import { sleep } from "./deadline.ts";
 import { formatHostPort } from "./hostport.ts";
 import type { LogSinks } from "./app.ts";
+import { concatBytes } from "./io.ts";
 import type { Logger } from "./log.ts";
 import { label, mergeSnapshots, type MetricsSnapshot } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics_server.ts";
@@ -65,14 +66,7 @@ async function fetchSnapshot(path: string): Promise<MetricsSnapshot | undefined>
     for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
       chunks.push(buffer.slice(0, n));
     }
-    const text = new TextDecoder().decode(
-      chunks.reduce((all, chunk) => {
-        const joined = new Uint8Array(all.length + chunk.length);
-        joined.set(all);
-        joined.set(chunk, all.length);
-        return joined;
-      }, new Uint8Array(0)),
-    );
+    const text = new TextDecoder().decode(concatBytes(chunks));
     const body = text.slice(text.indexOf("\r\n\r\n") + 4);
     return JSON.parse(body) as MetricsSnapshot;
   } catch {

@@ -28,6 +28,7 @@ import {
 } from "./frames.ts";
 import type { Framing } from "./handshake.ts";
 import { deflateMessage, inflateMessage, MessageTooBig } from "./deflate.ts";
+import { concatBytes } from "../io.ts";
 import { Receiver } from "./receiver.ts";
 import { Utf8Validator } from "./utf8.ts";
 
@@ -172,19 +173,12 @@ export class ServerSession {
           actions.push({ kind: "end" });
           return actions;
         }
-        case "too-big": {
+        case "too-big":
           pending = this.#flush(chunk, pending, fill, actions);
           // Over the limit: nothing more goes to the target. Unlike a protocol error, the frames can still be
           // read, so the client's close reply is seen and the close is clean.
-          const frame = this.#beginClose(
-            CloseCode.TooBig,
-            `Message over ${event.limit} bytes`,
-            "server",
-          );
-          if (frame) actions.push({ kind: "send", frame, closing: true });
-          this.#forwarding = false;
+          this.#stopForwarding(CloseCode.TooBig, `Message over ${event.limit} bytes`, actions);
           continue;
-        }
         case "error": {
           pending = this.#flush(chunk, pending, fill, actions);
           // The connection has failed: nothing more the client sends can be decoded. Our close goes out; the
@@ -225,20 +219,13 @@ export class ServerSession {
     if (!this.#forwarding) return;
     this.#compressedSize += piece.length;
     if (this.#compressedSize > this.#inflateLimit) {
-      this.#dropCompressed(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
+      this.#stopForwarding(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
       return;
     }
     if (piece.length > 0) this.#compressed.push(piece.slice());
     if (!messageEnd) return;
     const pieces = this.#compressed;
-    const whole = pieces.length === 1 ? pieces[0] : new Uint8Array(this.#compressedSize);
-    if (pieces.length !== 1) {
-      let offset = 0;
-      for (const part of pieces) {
-        whole.set(part, offset);
-        offset += part.length;
-      }
-    }
+    const whole = pieces.length === 1 ? pieces[0] : concatBytes(pieces);
     this.#compressed = [];
     this.#compressedSize = 0;
     let bytes: Uint8Array;
@@ -246,9 +233,9 @@ export class ServerSession {
       bytes = inflateMessage(whole, this.#inflateLimit);
     } catch (error) {
       if (error instanceof MessageTooBig) {
-        this.#dropCompressed(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
+        this.#stopForwarding(CloseCode.TooBig, `Message over ${this.#inflateLimit} bytes`, actions);
       } else {
-        this.#dropCompressed(CloseCode.InvalidData, "Invalid compressed data", actions);
+        this.#stopForwarding(CloseCode.InvalidData, "Invalid compressed data", actions);
       }
       return;
     }
@@ -259,15 +246,18 @@ export class ServerSession {
     if (text) {
       const utf8 = new Utf8Validator();
       if (!utf8.push(bytes) || !utf8.end()) {
-        this.#dropCompressed(CloseCode.InvalidData, "Invalid UTF-8 in text message", actions);
+        this.#stopForwarding(CloseCode.InvalidData, "Invalid UTF-8 in text message", actions);
         return;
       }
     }
     if (bytes.length > 0) actions.push({ kind: "forward", bytes });
   }
 
-  /** A compressed message that cannot be forwarded: the close, and nothing more to the target. */
-  #dropCompressed(code: number, reason: string, actions: SessionAction[]): void {
+  /**
+   * A client message that cannot be forwarded (too big, bad compressed data, bad UTF-8 or base64): our close,
+   * and nothing more to the target; the frames are still decoded, so the client's close reply ends it cleanly.
+   */
+  #stopForwarding(code: number, reason: string, actions: SessionAction[]): void {
     this.#compressed = [];
     this.#compressedSize = 0;
     const frame = this.#beginClose(code, reason, "server");
@@ -280,9 +270,7 @@ export class ServerSession {
     try {
       bytes = this.#base64.push(payload, messageEnd);
     } catch {
-      const frame = this.#beginClose(CloseCode.InvalidData, "Invalid base64 data", "server");
-      if (frame) actions.push({ kind: "send", frame, closing: true });
-      this.#forwarding = false;
+      this.#stopForwarding(CloseCode.InvalidData, "Invalid base64 data", actions);
       return;
     }
     if (bytes.length > 0 && this.#forwarding) actions.push({ kind: "forward", bytes });
